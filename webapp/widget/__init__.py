@@ -1,0 +1,5 @@
+"""The widget blueprint."""
+
+from flask import Blueprint
+
+bp = Blueprint("widget", __name__)
