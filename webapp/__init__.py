@@ -34,8 +34,11 @@ def _register_blueprints(app: Flask) -> None:
     from .auth import bp as auth_bp
     from .dashboard import bp as dashboard_bp
     from .health import bp as health_bp
+    from .monitoring import bp as monitoring_bp
     from .review import bp as review_bp
     from .widget import bp as widget_bp
 
-    for blueprint in (health_bp, api_bp, auth_bp, review_bp, dashboard_bp, admin_bp, widget_bp):
+    for blueprint in (
+        health_bp, api_bp, auth_bp, review_bp, dashboard_bp, admin_bp, widget_bp, monitoring_bp
+    ):
         app.register_blueprint(blueprint)

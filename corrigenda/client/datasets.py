@@ -1,0 +1,5 @@
+"""Client methods for dataset versions and the example stream."""
+
+
+class DatasetsMixin:
+    pass

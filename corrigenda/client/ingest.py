@@ -1,0 +1,5 @@
+"""Client methods for logging predictions and sending feedback."""
+
+
+class IngestMixin:
+    pass
