@@ -62,9 +62,7 @@ def grant_role(session: Session, *, user: User, project: Project, role: str) -> 
     if role not in ROLES:
         raise UserError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
     membership = session.exec(
-        select(Membership).where(
-            Membership.user_id == user.id, Membership.project_id == project.id
-        )
+        select(Membership).where(Membership.user_id == user.id, Membership.project_id == project.id)
     ).first()
     membership = membership or Membership(user_id=user.id, project_id=project.id)
     membership.role = role
@@ -78,8 +76,6 @@ def role_in(session: Session, *, user: User, project: Project) -> str | None:
     if user.is_superuser:
         return "admin"
     membership = session.exec(
-        select(Membership).where(
-            Membership.user_id == user.id, Membership.project_id == project.id
-        )
+        select(Membership).where(Membership.user_id == user.id, Membership.project_id == project.id)
     ).first()
     return membership.role if membership else None

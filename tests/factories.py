@@ -32,7 +32,13 @@ def make_prediction(session, project: Project, client_id: str = "p-1", **kwargs:
     return prediction
 
 
-def make_user(session, project: Project | None = None, role: str = "reviewer", email: str = "rev@example.com", **kwargs: Any) -> User:  # type: ignore[no-untyped-def]
+def make_user(
+    session,
+    project: Project | None = None,
+    role: str = "reviewer",
+    email: str = "rev@example.com",
+    **kwargs: Any,
+) -> User:  # type: ignore[no-untyped-def]
     user = create_user(session, email=email, password=PASSWORD, **kwargs)
     if project is not None:
         grant_role(session, user=user, project=project, role=role)

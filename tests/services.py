@@ -70,14 +70,27 @@ class CeleryWorkerProcess:
 
     def start(self, timeout: float = 60.0) -> CeleryWorkerProcess:
         command = [
-            sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
-            "--loglevel=INFO", f"--pool={self.pool}", "--concurrency=1",
-            f"--hostname={self.name}@%h", "--without-gossip", "--without-mingle",
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers.celery_app",
+            "worker",
+            "--loglevel=INFO",
+            f"--pool={self.pool}",
+            "--concurrency=1",
+            f"--hostname={self.name}@%h",
+            "--without-gossip",
+            "--without-mingle",
         ]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("w")
         self.process = subprocess.Popen(
-            command, env={**os.environ, **self.env}, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            command,
+            env={**os.environ, **self.env},
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             text=True,
         )
         self._wait_until_ready(timeout)
@@ -92,7 +105,9 @@ class CeleryWorkerProcess:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"celery worker exited early:\n{text}")
             time.sleep(0.1)  # polling a log file for readiness, not standing in for sync
-        raise TimeoutError(f"celery worker not ready after {timeout}s:\n{self.log_path.read_text()}")
+        raise TimeoutError(
+            f"celery worker not ready after {timeout}s:\n{self.log_path.read_text()}"
+        )
 
     def kill(self) -> None:
         """SIGKILL, as a crashed machine would."""

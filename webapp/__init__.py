@@ -39,6 +39,13 @@ def _register_blueprints(app: Flask) -> None:
     from .widget import bp as widget_bp
 
     for blueprint in (
-        health_bp, api_bp, auth_bp, review_bp, dashboard_bp, admin_bp, widget_bp, monitoring_bp
+        health_bp,
+        api_bp,
+        auth_bp,
+        review_bp,
+        dashboard_bp,
+        admin_bp,
+        widget_bp,
+        monitoring_bp,
     ):
         app.register_blueprint(blueprint)

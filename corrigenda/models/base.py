@@ -42,9 +42,7 @@ def id_field() -> Any:
 def fk_field(target: str, *, nullable: bool = False, index: bool = True, **kwargs: Any) -> Any:
     from sqlalchemy import ForeignKey
 
-    column = Column(
-        BigId, ForeignKey(target, **kwargs), nullable=nullable, index=index
-    )
+    column = Column(BigId, ForeignKey(target, **kwargs), nullable=nullable, index=index)
     return Field(default=None, sa_column=column)
 
 

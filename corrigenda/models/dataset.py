@@ -25,7 +25,9 @@ class Example(SQLModel, table=True):
 
     id: int | None = id_field()
     project_id: int = fk_field("project.id", ondelete="CASCADE", index=False)
-    prediction_id: int | None = fk_field("prediction.id", ondelete="SET NULL", nullable=True, index=False)
+    prediction_id: int | None = fk_field(
+        "prediction.id", ondelete="SET NULL", nullable=True, index=False
+    )
     input: dict[str, Any] = json_field(default=dict, nullable=False)
     target: Any = json_field()
     model_output: Any = json_field()

@@ -10,7 +10,15 @@ from sqlmodel import Field, SQLModel
 
 from .base import BigId, fk_field, id_field, json_field, one_of, time_field
 
-REVIEW_REASONS = ("conflict", "single_correction", "low_agreement", "high_cost", "audit", "flagged", "gold")
+REVIEW_REASONS = (
+    "conflict",
+    "single_correction",
+    "low_agreement",
+    "high_cost",
+    "audit",
+    "flagged",
+    "gold",
+)
 REVIEW_STATUSES = ("pending", "claimed", "done", "skipped")
 DECISION_ACTIONS = ("accept_correction", "keep_model", "relabel", "reject", "skip", "undo")
 OPEN_STATUSES = ("pending", "claimed")
@@ -34,13 +42,17 @@ class ReviewItem(SQLModel, table=True):
 
     id: int | None = id_field()
     project_id: int = fk_field("project.id", ondelete="CASCADE", index=False)
-    prediction_id: int | None = fk_field("prediction.id", ondelete="CASCADE", nullable=True, index=False)
+    prediction_id: int | None = fk_field(
+        "prediction.id", ondelete="CASCADE", nullable=True, index=False
+    )
     cluster_id: int | None = Field(default=None, sa_column=Column(BigId, nullable=True))
     reason: str = Field(max_length=20)
     priority: float = Field(default=0.0, sa_column=Column(Float, nullable=False))
     status: str = Field(default="pending", max_length=10)
     required_reviews: int = Field(default=1)
-    claimed_by: int | None = fk_field("user_account.id", ondelete="SET NULL", nullable=True, index=False)
+    claimed_by: int | None = fk_field(
+        "user_account.id", ondelete="SET NULL", nullable=True, index=False
+    )
     lease_expires_at: datetime | None = time_field()
     created_at: datetime = time_field(nullable=False, default_now=True)
     updated_at: datetime = time_field(nullable=False, default_now=True)
