@@ -2,7 +2,7 @@
 
 It never runs inside a request. The web app wakes it after a commit; it also wakes on a
 timer, so events committed before a restart are picked up (the same outbox contract as
-the Celery sweeper).
+the Celery sweeper). Periodic jobs come from ``workers.jobs``.
 """
 
 from __future__ import annotations
@@ -12,11 +12,9 @@ import threading
 
 from sqlalchemy.engine import Engine
 
-from corrigenda import processing, review
-from corrigenda.db import transaction
+from . import jobs
 
 log = logging.getLogger(__name__)
-BATCH = 500
 _wakeup = threading.Event()
 
 
@@ -35,23 +33,20 @@ class EmbeddedWorker(threading.Thread):
         while not self.stopping.is_set():
             _wakeup.wait(self.interval)
             _wakeup.clear()
-            try:
-                self.drain()
-                with transaction(self.engine) as session:
-                    review.expire_leases(session=session)
-            except Exception:  # keep the worker alive; the next round retries
-                log.exception("embedded worker round failed")
+            self.run_round()
 
-    def drain(self) -> int:
-        """Process every pending event, batch by batch. Returns how many were processed."""
-        total = 0
-        while not self.stopping.is_set():
-            with transaction(self.engine) as session:
-                ids = processing.pending_event_ids(session=session, limit=BATCH)
-                if not ids:
-                    return total
-                total += processing.process_events(session, event_ids=ids).processed
-        return total
+    def run_round(self) -> None:
+        """Drain pending events, then run each periodic job; a failing job never stops others."""
+        for job in [self.drain, *jobs.EMBEDDED_PERIODIC_JOBS]:
+            if self.stopping.is_set():
+                return
+            try:
+                job(self.engine)
+            except Exception:  # keep the worker alive; the next round retries
+                log.exception("embedded worker job %s failed", getattr(job, "__name__", job))
+
+    def drain(self, engine: Engine) -> int:
+        return jobs.drain_events(engine, stop=self.stopping.is_set)
 
     def stop(self) -> None:
         self.stopping.set()

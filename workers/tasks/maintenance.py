@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from corrigenda import processing, review
+from corrigenda import processing
 from corrigenda.db import transaction
 
+from .. import jobs
 from ..context import task_engine
 
 SWEEP_BATCH = 500
@@ -27,5 +28,4 @@ def sweep_outbox() -> int:
 @shared_task(name="corrigenda.expire_leases")
 def expire_leases() -> int:
     """Return review items whose claim lease ran out to the queue."""
-    with transaction(task_engine()) as session:
-        return review.expire_leases(session=session)
+    return jobs.expire_leases(task_engine())
