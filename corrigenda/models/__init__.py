@@ -6,7 +6,7 @@ from .base import utcnow
 from .dataset import AuditLog, DatasetVersion, Example
 from .feedback import FeedbackEvent, Prediction
 from .project import ApiKey, Membership, Project, User, default_policy
-from .review import Decision, ReviewItem
+from .review import Decision, ReviewClaim, ReviewItem
 
 metadata = SQLModel.metadata
 
@@ -20,6 +20,7 @@ __all__ = [
     "Membership",
     "Prediction",
     "Project",
+    "ReviewClaim",
     "ReviewItem",
     "User",
     "default_policy",

@@ -29,7 +29,14 @@ class ReviewItem(SQLModel, table=True):
     __table_args__ = (
         one_of("reason", REVIEW_REASONS, "ck_review_item_reason"),
         one_of("status", REVIEW_STATUSES, "ck_review_item_status"),
-        Index("ix_review_item_queue", "project_id", "status", "priority"),
+        # The claim query walks this index: highest priority first, oldest first among equals.
+        Index(
+            "ix_review_item_queue",
+            "project_id",
+            "status",
+            Column("priority").desc(),
+            "id",
+        ),
         # One open item per prediction: the queue never holds duplicates.
         Index(
             "uq_review_item_open_prediction",
@@ -54,8 +61,44 @@ class ReviewItem(SQLModel, table=True):
         "user_account.id", ondelete="SET NULL", nullable=True, index=False
     )
     lease_expires_at: datetime | None = time_field()
+    # Settled with reviewers disagreeing: waits for an admin in the adjudication view.
+    needs_adjudication: bool = Field(default=False)
+    settled_at: datetime | None = time_field()
     created_at: datetime = time_field(nullable=False, default_now=True)
     updated_at: datetime = time_field(nullable=False, default_now=True)
+
+
+CLAIM_STATUSES = ("open", "decided", "skipped", "expired")
+HOLDING_CLAIM_STATUSES = ("open", "decided")
+
+
+class ReviewClaim(SQLModel, table=True):
+    """One reviewer's hold on one item. An item with ``required_reviews`` N is never held by
+    more than N open-or-decided claims; claim rows are kept as history (expired, skipped)."""
+
+    __tablename__ = "review_claim"
+    __table_args__ = (
+        one_of("status", CLAIM_STATUSES, "ck_review_claim_status"),
+        Index("ix_review_claim_item_user", "review_item_id", "user_id"),
+        Index("ix_review_claim_user_open", "user_id", "project_id", "status"),
+        Index(
+            "uq_review_claim_holding",
+            "review_item_id",
+            "user_id",
+            unique=True,
+            postgresql_where=Column("status").in_(HOLDING_CLAIM_STATUSES),
+            sqlite_where=Column("status").in_(HOLDING_CLAIM_STATUSES),
+        ),
+    )
+
+    id: int | None = id_field()
+    review_item_id: int = fk_field("review_item.id", ondelete="CASCADE", index=False)
+    project_id: int = fk_field("project.id", ondelete="CASCADE", index=False)
+    user_id: int = fk_field("user_account.id", ondelete="CASCADE", index=False)
+    status: str = Field(default="open", max_length=10)
+    lease_expires_at: datetime | None = time_field()
+    created_at: datetime = time_field(nullable=False, default_now=True)
+    decided_at: datetime | None = time_field()
 
 
 class Decision(SQLModel, table=True):
@@ -69,5 +112,7 @@ class Decision(SQLModel, table=True):
     action: str = Field(max_length=20)
     value: Any = json_field()
     undoes_id: int | None = fk_field("decision.id", nullable=True, index=False)
+    # A cluster action writes one decision per item; they share the first one's id here.
+    batch_id: int | None = Field(default=None, sa_column=Column(BigId, nullable=True))
     duration_ms: int | None = None
     created_at: datetime = time_field(nullable=False, default_now=True)
