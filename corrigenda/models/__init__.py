@@ -3,6 +3,7 @@
 from sqlmodel import SQLModel
 
 from .base import utcnow
+from .cluster import Cluster, ClusterContent, EffectiveOpinion, EndUserStatus, LshBand
 from .dataset import AuditLog, DatasetVersion, Example
 from .feedback import FeedbackEvent, Prediction
 from .project import ApiKey, Membership, Project, User, default_policy
@@ -13,10 +14,15 @@ metadata = SQLModel.metadata
 __all__ = [
     "ApiKey",
     "AuditLog",
+    "Cluster",
+    "ClusterContent",
     "DatasetVersion",
     "Decision",
+    "EffectiveOpinion",
+    "EndUserStatus",
     "Example",
     "FeedbackEvent",
+    "LshBand",
     "Membership",
     "Prediction",
     "Project",

@@ -35,6 +35,8 @@ class Prediction(SQLModel, table=True):
     shadow_of: str | None = Field(default=None, max_length=200)
     content_hash: str | None = Field(default=None, sa_column=Column(String(64), index=True))
     cluster_id: int | None = Field(default=None, sa_column=Column(BigId, nullable=True))
+    # Set once by processing: True if chosen for the audit sample (deterministic from the id).
+    audit_sample: bool | None = Field(default=None)
     shown_at: datetime | None = time_field()
     created_at: datetime = time_field(nullable=False, default_now=True)
 
@@ -72,3 +74,5 @@ class FeedbackEvent(SQLModel, table=True):
     time_to_decision_ms: int | None = None
     processed_at: datetime | None = time_field()
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # Why a processed event did not count (e.g. "cap", "quarantined", "superseded").
+    ignored_reason: str | None = Field(default=None, max_length=40)
