@@ -6,6 +6,7 @@ from .base import utcnow
 from .cluster import Cluster, ClusterContent, EffectiveOpinion, EndUserStatus, LshBand
 from .dataset import AuditLog, DatasetVersion, Example
 from .feedback import FeedbackEvent, Prediction
+from .metrics import MetricAlert, MetricFact, MetricRollup, MetricWatermark
 from .project import ApiKey, Membership, Project, User, default_policy
 from .review import Decision, ReviewClaim, ReviewItem
 
@@ -24,6 +25,10 @@ __all__ = [
     "FeedbackEvent",
     "LshBand",
     "Membership",
+    "MetricAlert",
+    "MetricFact",
+    "MetricRollup",
+    "MetricWatermark",
     "Prediction",
     "Project",
     "ReviewClaim",

@@ -24,6 +24,10 @@ def default_policy() -> dict[str, Any]:
         "split_ratios": {"train": 0.8, "validation": 0.1, "test": 0.1},
         "cost_matrix": {},
         "requirement": None,
+        # Metrics (docs/metrics.md): cells with fewer items show "not enough data".
+        "min_cell_size": 20,
+        "manual_handling_seconds": 60,
+        "alerts": {"baseline_days": 14, "alpha": 0.05, "webhook_url": None, "webhook_secret": None},
     }
 
 
@@ -37,6 +41,9 @@ class Project(SQLModel, table=True):
     labels: list[str] = json_field(default=list, nullable=False)
     allowed_origins: list[str] = json_field(default=list, nullable=False)
     policy: dict[str, Any] = json_field(default=default_policy, nullable=False)
+    # Where to POST signed events (dataset versions ready/failed, alerts); see webhooks.py.
+    webhook_url: str | None = Field(default=None, max_length=2000)
+    webhook_secret: str | None = Field(default=None, max_length=200)
     created_at: datetime = time_field(nullable=False, default_now=True)
 
 
