@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import datetime
 
+from sqlalchemy import update
 from sqlmodel import Session, select
 
 from .models import ApiKey, Project, utcnow
@@ -50,3 +52,24 @@ def find_active_key(session: Session, plaintext: str) -> ApiKey | None:
 def revoke_api_key(session: Session, *, key: ApiKey) -> None:
     key.revoked_at = utcnow()
     session.add(key)
+
+
+def resolve_key(session: Session, plaintext: str) -> tuple[ApiKey, Project] | None:
+    """The unrevoked key with this plaintext and its project, in one query; None if unknown."""
+    query = (
+        select(ApiKey, Project)
+        .join(Project, Project.id == ApiKey.project_id)  # type: ignore[arg-type]
+        .where(ApiKey.key_hash == hash_key(plaintext), ApiKey.revoked_at.is_(None))  # type: ignore[union-attr]
+    )
+    row = session.exec(query).first()
+    return (row[0], row[1]) if row is not None else None
+
+
+def record_last_used(session: Session, *, used_at: dict[int, datetime]) -> None:
+    """Store last-used times (key id → time); callers batch these to spare the database."""
+    for key_id, when in used_at.items():
+        session.execute(
+            update(ApiKey)
+            .where(ApiKey.id == key_id)  # type: ignore[arg-type]
+            .values(last_used_at=when)
+        )

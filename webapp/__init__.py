@@ -25,7 +25,16 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     )
     extensions.init_app(app, settings)
     _register_blueprints(app)
+    _init_api(app, settings)
     return app
+
+
+def _init_api(app: Flask, settings: Settings) -> None:
+    from .api.auth import init_key_cache
+    from .api.limits import init_limiter
+
+    init_limiter(app, settings)
+    init_key_cache(app)
 
 
 def _register_blueprints(app: Flask) -> None:

@@ -21,6 +21,14 @@ def init_app(app: Flask, settings: Settings) -> None:
         ensure_data_dir(settings)
     app.extensions["corrigenda.settings"] = settings
     app.extensions["corrigenda.engine"] = make_engine(settings.resolved_database_url())
+    init_celery(app, settings)
+
+
+def init_celery(app: Flask, settings: Settings) -> None:
+    """A Celery app for enqueueing (None in the embedded default: no broker)."""
+    from workers.celery_app import make_celery
+
+    app.extensions["corrigenda.celery"] = make_celery(settings) if settings.redis_url else None
 
 
 def get_settings() -> Settings:

@@ -1,5 +1,12 @@
-"""The api blueprint."""
+"""The JSON API under ``/api/v1``.
 
-from flask import Blueprint
+Each feature module registers its routes on ``bp`` (``from .blueprint import bp``).
+To add one, import it on the line below the split marker.
+"""
 
-bp = Blueprint("api", __name__, url_prefix="/api/v1")
+from .blueprint import bp
+
+# isort: split
+from . import cors, feedback, openapi, predictions, problems  # noqa: F401
+
+__all__ = ["bp"]

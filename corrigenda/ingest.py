@@ -1,0 +1,334 @@
+"""Logging predictions and recording feedback: the rules of the front door.
+
+Both functions take a session, write in bulk with ``INSERT … ON CONFLICT DO NOTHING`` (one
+statement for the whole batch, on SQLite and PostgreSQL) and never commit: the caller owns
+the transaction and enqueues processing only after it committed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
+from sqlmodel import Session, col
+
+from .models import FeedbackEvent, Prediction, Project, utcnow
+from .schemas.common import pointer
+from .schemas.ingest import MAX_VALUE_TEXT, FeedbackEventIn, PredictionIn
+
+PREDICTION_CONTENT = (
+    "model_version",
+    "input",
+    "output",
+    "confidence",
+    "alternatives",
+    "segment",
+    "explanation",
+    "shadow_of",
+)
+
+
+class PredictionConflict(Exception):
+    """Some client ids were logged before with different content (nothing was written)."""
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        super().__init__(f"{len(errors)} prediction(s) conflict with what was logged before")
+        self.errors = errors
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedPrediction:
+    client_id: str
+    row_id: int
+    status: str  # "created" | "unchanged"
+    end_user: str | None
+
+
+# ---------------------------------------------------------------------------- text safety
+
+
+def unsafe_text_errors(data: Any, *prefix: str | int) -> list[dict[str, str]]:
+    """Errors for strings PostgreSQL cannot store or that are not text: NUL, lone surrogates."""
+    errors: list[dict[str, str]] = []
+    _walk_text(data, list(prefix), errors)
+    return errors
+
+
+def _walk_text(data: Any, path: list[str | int], errors: list[dict[str, str]]) -> None:
+    if isinstance(data, str):
+        if problem := _text_problem(data):
+            errors.append({"path": pointer(*path), "message": problem})
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            if problem := _text_problem(key):
+                errors.append({"path": pointer(*path, key), "message": f"field name {problem}"})
+            _walk_text(value, [*path, key], errors)
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            _walk_text(value, [*path, index], errors)
+
+
+def _text_problem(text: str) -> str | None:
+    if "\x00" in text:
+        return "contains a NUL character (\\u0000), which is not allowed"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains a lone surrogate (an unpaired \\ud800-\\udfff escape); send valid UTF-16"
+    return None
+
+
+# ---------------------------------------------------------------------- project checks
+
+
+def output_errors(project: Project, output: Any, *path: str | int) -> list[dict[str, str]]:
+    """Errors when ``output`` does not fit the project's task type and label set."""
+    if output is None:
+        return []
+    return _value_errors(project, output, list(path))
+
+
+def _value_errors(project: Project, value: Any, path: list[str | int]) -> list[dict[str, str]]:
+    where = pointer(*path)
+    labels = project.labels
+    if project.task_type == "classification":
+        if not isinstance(value, str):
+            return [{"path": where, "message": "must be one label (a string)"}]
+        if labels and value not in labels:
+            return [{"path": where, "message": _not_a_label(value, labels)}]
+    elif project.task_type == "multilabel":
+        if not isinstance(value, list):
+            return [{"path": where, "message": "must be a list of labels"}]
+        if len(set(value)) != len(value):
+            return [{"path": where, "message": "lists a label more than once"}]
+        bad = [v for v in value if labels and v not in labels]
+        if bad:
+            return [{"path": where, "message": _not_a_label(bad[0], labels)}]
+    elif not isinstance(value, str):
+        return [{"path": where, "message": "must be a text (a string)"}]
+    elif len(value) > MAX_VALUE_TEXT:
+        return [{"path": where, "message": f"is longer than {MAX_VALUE_TEXT} characters"}]
+    return []
+
+
+def _not_a_label(value: str, labels: list[str]) -> str:
+    shown = ", ".join(labels[:20]) + (" …" if len(labels) > 20 else "")
+    return f"{value[:80]!r} is not one of the project's labels ({shown})"
+
+
+def prediction_errors(project: Project, item: PredictionIn, index: int) -> list[dict[str, str]]:
+    """Errors of one validated prediction against the project (labels, task type)."""
+    errors = output_errors(project, item.output, "predictions", index, "output")
+    for number, alternative in enumerate(item.alternatives or []):
+        if project.labels and alternative.label not in project.labels:
+            path = pointer("predictions", index, "alternatives", number, "label")
+            errors.append(
+                {"path": path, "message": _not_a_label(alternative.label, project.labels)}
+            )
+    return errors
+
+
+def event_errors(
+    project: Project, event: FeedbackEventIn, *prefix: str | int
+) -> list[dict[str, str]]:
+    """Errors of one validated feedback event against the project (kind ↔ value, labels)."""
+    where = pointer(*prefix, "value")
+    if event.kind == "correct" and event.value is None:
+        return [{"path": where, "message": "a correction needs a value"}]
+    if event.kind in ("view", "accept", "flag") and event.value is not None:
+        return [{"path": where, "message": f"a {event.kind} event carries no value"}]
+    if event.value is None:
+        return []
+    return _value_errors(project, event.value, [*prefix, "value"])
+
+
+# ------------------------------------------------------------------------- predictions
+
+
+def log_predictions(
+    session: Session, *, project: Project, items: list[PredictionIn]
+) -> list[LoggedPrediction]:
+    """Insert new predictions; identical re-sends are ``unchanged``.
+
+    Raises PredictionConflict (before anything is flushed that the caller should keep) when
+    an id was logged with different content. The caller must roll back in that case.
+    """
+    unique, conflicts = _collapse_repeats(items)
+    rows = [_prediction_row(project, item) for item in unique.values()]
+    table: Table = Prediction.__table__  # type: ignore[attr-defined]
+    statement = _insert(session, table).on_conflict_do_nothing(
+        index_elements=["project_id", "client_id"]
+    )
+    created = dict(session.execute(statement.returning(table.c.client_id, table.c.id), rows).all())
+    existing = _existing_predictions(session, project, [c for c in unique if c not in created])
+    for client_id, row in existing.items():
+        if row[1] != unique[client_id].content():
+            conflicts.append(client_id)
+    if conflicts:
+        raise PredictionConflict(_conflict_errors(items, set(conflicts)))
+    ids = {**created, **{client_id: row[0] for client_id, row in existing.items()}}
+    return [
+        LoggedPrediction(
+            item.id, ids[item.id], "created" if item.id in created else "unchanged", item.end_user
+        )
+        for item in items
+    ]
+
+
+def _collapse_repeats(items: list[PredictionIn]) -> tuple[dict[str, PredictionIn], list[str]]:
+    """First item per client id; ids repeated in one batch with other content conflict."""
+    unique: dict[str, PredictionIn] = {}
+    conflicts: list[str] = []
+    for item in items:
+        first = unique.setdefault(item.id, item)
+        if first is not item and first.content() != item.content():
+            conflicts.append(item.id)
+    return unique, conflicts
+
+
+def _prediction_row(project: Project, item: PredictionIn) -> dict[str, Any]:
+    return {
+        "project_id": project.id,
+        "client_id": item.id,
+        "created_at": utcnow(),
+        **item.content(),
+    }
+
+
+def _existing_predictions(
+    session: Session, project: Project, client_ids: list[str]
+) -> dict[str, tuple[int, dict[str, Any]]]:
+    if not client_ids:
+        return {}
+    columns = [col(getattr(Prediction, name)) for name in PREDICTION_CONTENT]
+    query = select(col(Prediction.client_id), col(Prediction.id), *columns).where(
+        Prediction.project_id == project.id, col(Prediction.client_id).in_(client_ids)
+    )
+    return {
+        row[0]: (row[1], dict(zip(PREDICTION_CONTENT, row[2:], strict=True)))
+        for row in session.execute(query)
+    }
+
+
+def _conflict_errors(items: list[PredictionIn], conflicting: set[str]) -> list[dict[str, str]]:
+    message = "this id was logged before with different content; use a new id for a new prediction"
+    return [
+        {"path": pointer("predictions", index, "id"), "message": message}
+        for index, item in enumerate(items)
+        if item.id in conflicting
+    ]
+
+
+# ---------------------------------------------------------------------------- feedback
+
+
+@dataclass
+class EventToStore:
+    """A valid event whose prediction is known by row id (token) or by client id (secret key)."""
+
+    index: int
+    event: FeedbackEventIn
+    prediction_id: int | None = None
+    end_user: str | None = None
+
+
+@dataclass
+class FeedbackOutcome:
+    accepted: dict[int, int] = field(default_factory=dict)  # request index -> event row id
+    duplicate: list[int] = field(default_factory=list)
+    unknown_prediction: list[int] = field(default_factory=list)
+
+
+def record_feedback(
+    session: Session,
+    *,
+    project: Project,
+    events: list[EventToStore],
+    source: str,
+    origin: str | None,
+    verify_predictions: bool = False,
+) -> FeedbackOutcome:
+    """Store events with insert-or-ignore on their UUID; report accepted/duplicate per index.
+
+    Events that carry a prediction row id (from a verified token) need no lookup; others are
+    resolved by client id in one query. ``verify_predictions`` also checks token row ids (for
+    the rare retry after a prediction was deleted under a still-valid token).
+    """
+    outcome = FeedbackOutcome()
+    _resolve_predictions(session, project, events, outcome, verify_predictions)
+    storable = [e for e in events if e.prediction_id is not None]
+    if not storable:
+        return outcome
+    received = utcnow()
+    rows = [_event_row(project, e, source, origin, received) for e in storable]
+    table: Table = FeedbackEvent.__table__  # type: ignore[attr-defined]
+    statement = _insert(session, table).on_conflict_do_nothing(index_elements=["event_id"])
+    inserted = dict(session.execute(statement.returning(table.c.event_id, table.c.id), rows).all())
+    for item in storable:
+        row_id = inserted.pop(item.event.id, None)
+        if row_id is None:
+            outcome.duplicate.append(item.index)
+        else:
+            outcome.accepted[item.index] = row_id
+    return outcome
+
+
+def _resolve_predictions(
+    session: Session,
+    project: Project,
+    events: list[EventToStore],
+    outcome: FeedbackOutcome,
+    verify: bool,
+) -> None:
+    wanted = [e for e in events if e.prediction_id is None or verify]
+    if not wanted:
+        return
+    client_ids = {e.event.prediction for e in wanted if e.event.prediction}
+    query = select(col(Prediction.client_id), col(Prediction.id)).where(
+        Prediction.project_id == project.id, col(Prediction.client_id).in_(client_ids)
+    )
+    known = dict(session.execute(query).all()) if client_ids else {}
+    for item in wanted:
+        row_id = known.get(item.event.prediction or "")
+        if row_id is None or (item.prediction_id is not None and row_id != item.prediction_id):
+            item.prediction_id = None
+            outcome.unknown_prediction.append(item.index)
+        else:
+            item.prediction_id = row_id
+
+
+def _event_row(
+    project: Project, item: EventToStore, source: str, origin: str | None, received: datetime
+) -> dict[str, Any]:
+    event = item.event
+    return {
+        "event_id": event.id,
+        "project_id": project.id,
+        "prediction_id": item.prediction_id,
+        "kind": event.kind,
+        "value": event.value,
+        "comment": event.comment,
+        "end_user": item.end_user or event.end_user,
+        "session_id": event.session,
+        "source": source,
+        "origin": origin,
+        "client_time": event.client_time,
+        "received_at": received,
+        "time_to_decision_ms": event.time_to_decision_ms,
+    }
+
+
+def _insert(session: Session, table: Table) -> Any:
+    dialect = session.get_bind().dialect.name
+    builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement: Insert = builder(table)
+    return statement
+
+
+def new_event_id() -> uuid.UUID:
+    return uuid.uuid4()

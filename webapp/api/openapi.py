@@ -1,0 +1,1 @@
+"""OpenAPI placeholder (filled in next)."""
