@@ -111,7 +111,7 @@ class Decision(SQLModel, table=True):
     reviewer_id: int | None = fk_field("user_account.id", ondelete="SET NULL", nullable=True)
     action: str = Field(max_length=20)
     value: Any = json_field()
-    undoes_id: int | None = fk_field("decision.id", nullable=True, index=False)
+    undoes_id: int | None = fk_field("decision.id", nullable=True)
     # A cluster action writes one decision per item; they share the first one's id here.
     batch_id: int | None = Field(default=None, sa_column=Column(BigId, nullable=True))
     duration_ms: int | None = None
