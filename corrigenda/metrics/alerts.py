@@ -1,11 +1,14 @@
 """Degradation alerts: a significant rise of a model version's daily override rate over its
 trailing baseline, and significant gaps between segment values.
 
-Test: one-sided exact binomial, P(X ≥ k | n, p0) with k overrides among n shown on the day
-and p0 the override rate of the ``baseline_days`` days before it. All tests of one project
-and one day (every version's rise, every segment gap) form one family; each is judged at
-alpha / m (Bonferroni), so on stable traffic a project gets a false alarm on at most
-``alpha`` of its days. Each complete day (UTC) is judged once, after it has ended.
+Test: one-sided exact conditional binomial test (Fisher's exact test) of k overrides among
+n shown on the day against K among N shown in the ``baseline_days`` days before it: given
+the k + K overrides, P(at least k of them fall on the day). A plain binomial test against
+p0 = K/N ignores the noise in p0 and alarms too often (measured: 6.5 % at alpha 5 %).
+All tests of one project and one day (every version's rise, every segment gap) form one
+family; each is judged at alpha / m (Bonferroni), so on stable traffic a project gets a
+false alarm on at most ``alpha`` of its days.
+Each complete day (UTC) is judged once, after it has ended.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from ..models import MetricAlert, MetricRollup, Project, User, utcnow
 from ..webhooks import send_webhook
 from .compare import fairness_gaps
 from .query import Counts, add_row, by_segment
-from .stats import binom_sf
+from .stats import fisher_greater
 from .updater import lock_watermark
 
 MAX_DAYS_PER_CHECK = 31
@@ -43,13 +46,18 @@ def alert_settings(project: Project) -> dict[str, Any]:
     policy = project.policy or {}
     settings = {"baseline_days": 14, "alpha": 0.05, "webhook_url": None, "webhook_secret": None}
     settings.update(policy.get("alerts") or {})
+    # Fall back to the project's own webhook (the one dataset events use).
+    settings["webhook_url"] = settings["webhook_url"] or getattr(project, "webhook_url", None)
+    settings["webhook_secret"] = settings["webhook_secret"] or getattr(
+        project, "webhook_secret", None
+    )
     settings["min_cell"] = int(policy.get("min_cell_size") or 20)
     return settings
 
 
 def rise_test(version: str, k: int, n: int, baseline_k: int, baseline_n: int) -> RiseTest:
-    p0 = baseline_k / baseline_n if baseline_n else 0.0
-    return RiseTest(version, k, n, baseline_k, baseline_n, binom_sf(k, n, p0))
+    p_value = fisher_greater(k, n, baseline_k, baseline_n)
+    return RiseTest(version, k, n, baseline_k, baseline_n, p_value)
 
 
 def check_day(session: Session, project: Project, day: date) -> list[MetricAlert]:

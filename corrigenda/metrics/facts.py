@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from ..models import (
@@ -33,7 +34,10 @@ from .definitions import (
 )
 from .rollups import RollupKey, apply_deltas, keys_for
 
-CHUNK = 900  # stays under SQLite's bound-parameter limit
+CHUNK = 900
+# Events processing set aside but that still count here: "superseded" opinions are real
+# opinions the effective-opinion rule below resolves itself. Capped or quarantined ones don't.
+COUNTED_IGNORE_REASONS = ("superseded",)  # stays under SQLite's bound-parameter limit
 
 
 def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
@@ -120,7 +124,14 @@ def _load_events(session: Session, inputs: Inputs) -> None:
         FeedbackEvent.time_to_decision_ms,
     )
     for part in chunks(ids):
-        for row in session.exec(select(*columns).where(col(FeedbackEvent.prediction_id).in_(part))):
+        query = select(*columns).where(
+            col(FeedbackEvent.prediction_id).in_(part),
+            or_(
+                col(FeedbackEvent.ignored_reason).is_(None),
+                col(FeedbackEvent.ignored_reason).in_(COUNTED_IGNORE_REASONS),
+            ),
+        )
+        for row in session.exec(query):
             inputs.events[row[0]].append(EventRow(*row[1:]))
 
 

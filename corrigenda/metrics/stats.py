@@ -94,3 +94,27 @@ def two_proportion_p(k1: int, n1: int, k2: int, n2: int) -> float:
     if se == 0:
         return 1.0
     return min(1.0, 2 * normal_sf(abs(k1 / n1 - k2 / n2) / se))
+
+
+def _log_choose(n: int, k: int) -> float:
+    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+
+
+def fisher_greater(k: int, n: int, baseline_k: int, baseline_n: int) -> float:
+    """One-sided p of Fisher's exact test that ``k/n`` exceeds ``baseline_k/baseline_n``:
+    P(X ≥ k) for X hypergeometric (draw n from n + baseline_n holding k + baseline_k).
+    Unlike a binomial test against the baseline rate it accounts for the baseline's own
+    sampling noise, so it keeps its level when the baseline is short."""
+    total, successes = n + baseline_n, k + baseline_k
+    top = min(n, successes)
+    if k > top:
+        return 0.0
+    denominator = _log_choose(total, n)
+    terms = [
+        _log_choose(successes, i) + _log_choose(total - successes, n - i) - denominator
+        for i in range(max(k, n - (total - successes)), top + 1)
+    ]
+    if not terms:
+        return 0.0
+    peak = max(terms)
+    return min(1.0, math.exp(peak) * sum(math.exp(t - peak) for t in terms))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import takewhile
 
 from sqlalchemy import and_, delete, func, or_
 from sqlmodel import Session, col, select
@@ -77,17 +78,25 @@ def update_round(session: Session, *, batch: int = 2000) -> RoundResult:
 
 
 def _scan_events(session: Session, mark: MetricWatermark, batch: int, now: float) -> set[int]:
-    new = session.exec(
-        select(FeedbackEvent.id, FeedbackEvent.prediction_id)
+    """New events in id order, up to the first one processing has not finished: processing
+    may still mark it ignored (rate cap, quarantine), so the watermark waits for it."""
+    rows = session.exec(
+        select(
+            FeedbackEvent.id,
+            FeedbackEvent.prediction_id,
+            FeedbackEvent.processed_at,
+            FeedbackEvent.error,
+        )
         .where(col(FeedbackEvent.id) > mark.last_event_id)
         .order_by(col(FeedbackEvent.id))
         .limit(batch)
     ).all()
+    done = list(takewhile(lambda r: r[2] is not None or r[3] is not None, rows))
     late = _in_gaps(session, FeedbackEvent, FeedbackEvent.prediction_id, mark.event_gaps)
-    ids = [row[0] for row in new]
+    ids = [row[0] for row in done]
     mark.event_gaps = _next_gaps(mark.event_gaps, mark.last_event_id, ids, now)
     mark.last_event_id = ids[-1] if ids else mark.last_event_id
-    return {row[1] for row in new} | late
+    return {row[1] for row in rows} | late
 
 
 def _scan_predictions(session: Session, mark: MetricWatermark, batch: int, now: float) -> set[int]:

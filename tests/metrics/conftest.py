@@ -55,6 +55,7 @@ def event(
         end_user=user,
         client_time=at(client_seconds) if client_seconds is not None else None,
         time_to_decision_ms=ttd,
+        processed_at=NOON,
     )
     session.add(row)
     session.flush()
@@ -136,5 +137,9 @@ def rollup_snapshot(engine) -> list[tuple[Any, ...]]:  # type: ignore[no-untyped
             values = r.model_dump(exclude={"id"})
             if not any(v for k, v in values.items() if isinstance(v, float)):
                 continue
-            out.append(tuple(sorted((k, repr(v)) for k, v in values.items())))
+            out.append(tuple(sorted((k, _canonical(v)) for k, v in values.items())))
         return sorted(out)
+
+
+def _canonical(value: Any) -> str:
+    return repr(sorted(value.items())) if isinstance(value, dict) else repr(value)
