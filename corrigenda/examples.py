@@ -1,21 +1,76 @@
-"""Writing labeled examples. Every change gets a new ``seq`` so the stream can resume by cursor."""
+"""Writing labeled examples, and the incremental stream of them by cursor.
+
+Every change to an example (new, revised, deleted) moves it to a new *position*
+``(seq, id)``; the stream serves examples in position order after a cursor.
+
+Why positions are commit-safe
+-----------------------------
+A stream page must never skip a row that commits later with a smaller position than one
+already served. ``max(seq) + 1`` (or a plain sequence) breaks on PostgreSQL: two writers
+take 7 and 8, 8 commits first, a reader serves 8 and moves its cursor past 7 forever.
+
+* **PostgreSQL**: ``seq`` is the writing transaction's id (``pg_current_xact_id()``, a
+  64-bit xid8 that never wraps). A reader serves only rows with
+  ``seq < pg_snapshot_xmin(pg_current_snapshot())``, the oldest transaction still running
+  when the reading statement started. Every transaction below that horizon has finished,
+  so the set of rows below it can no longer change except by a *new* write, which gets a
+  new, larger transaction id. Writers take no extra lock; a long-running writing
+  transaction only delays the stream (never loses rows).
+* **SQLite**: writers are serialized (``BEGIN IMMEDIATE``), so ``max(seq) + 1`` taken
+  inside the write transaction grows in commit order and needs no horizon.
+
+Rows written in the same transaction share ``seq`` and are ordered by ``id``. Deletions
+keep the row as a tombstone (``deleted_at``) with a new position, so a consumer learns them.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlalchemy import BigInteger, Text, cast, func, text
+from sqlalchemy.engine import Connection
+from sqlmodel import Session, col, select
 
+from .db import is_sqlite
 from .models import Example, Prediction, utcnow
 
 
-def next_seq(session: Session, project_id: int) -> int:
-    # Walking-skeleton cursor: the datasets issue replaces this with a commit-safe sequence.
-    current = session.exec(
-        select(func.max(Example.seq)).where(Example.project_id == project_id)
-    ).one()
-    return (current or 0) + 1
+@dataclass(frozen=True, order=True)
+class Cursor:
+    """A stream position: everything at or before ``(seq, id)`` has been served."""
+
+    seq: int = 0
+    id: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.seq}-{self.id}"
+
+    @classmethod
+    def parse(cls, value: str | None) -> Cursor:
+        """Parse ``"<seq>-<id>"``; empty or ``"0"`` is the start. Raises ValueError."""
+        if value is None or value.strip() in ("", "0"):
+            return cls()
+        seq, _, ident = value.strip().partition("-")
+        cursor = cls(int(seq), int(ident or 0))
+        if cursor.seq < 0 or cursor.id < 0:
+            raise ValueError("cursor parts must not be negative")
+        return cursor
+
+
+def position_expression(session: Session, project_id: int) -> Any:
+    """The SQL value of ``seq`` for a row this transaction writes (see module docstring)."""
+    if is_sqlite(session.get_bind()):
+        current = session.exec(
+            select(func.max(Example.seq)).where(Example.project_id == project_id)
+        ).one()
+        return (current or 0) + 1
+    return cast(cast(func.pg_current_xact_id(), Text), BigInteger)
+
+
+def next_seq(session: Session, project_id: int) -> Any:
+    """Kept for callers of the skeleton: the position for a row written now."""
+    return position_expression(session, project_id)
 
 
 def upsert_example(
@@ -27,7 +82,11 @@ def upsert_example(
     provenance: dict[str, Any],
     agreement: float | None = None,
 ) -> Example:
-    """Write (or revise) the example for ``prediction``; a change bumps revision and seq."""
+    """Write (or revise) the example for ``prediction``; a change bumps revision and position.
+
+    Writing the same values again is a no-op, so re-running a task does not make consumers
+    see a spurious new revision.
+    """
     example = session.exec(
         select(Example).where(
             Example.project_id == prediction.project_id, Example.prediction_id == prediction.id
@@ -35,6 +94,8 @@ def upsert_example(
     ).first()
     if example is None:
         example = Example(project_id=prediction.project_id, prediction_id=prediction.id, revision=0)
+    elif _unchanged(example, prediction, target, source, provenance, agreement):
+        return example
     example.input = prediction.input
     example.model_output = prediction.output
     example.cluster_id = prediction.cluster_id
@@ -42,10 +103,106 @@ def upsert_example(
     example.source = source
     example.provenance = provenance
     example.agreement = agreement
-    example.revision += 1
-    example.deleted_at = None
-    example.updated_at = utcnow()
-    example.seq = next_seq(session, prediction.project_id)
+    _touch(session, example)
     session.add(example)
     session.flush()
     return example
+
+
+def _unchanged(
+    example: Example,
+    prediction: Prediction,
+    target: Any,
+    source: str,
+    provenance: dict[str, Any],
+    agreement: float | None,
+) -> bool:
+    return (
+        example.deleted_at is None
+        and example.target == target
+        and example.source == source
+        and example.provenance == provenance
+        and example.agreement == agreement
+        and example.input == prediction.input
+        and example.model_output == prediction.output
+        and example.cluster_id == prediction.cluster_id
+    )
+
+
+def delete_example(session: Session, *, example: Example) -> Example:
+    """Turn ``example`` into a tombstone: out of datasets, announced once in the stream."""
+    if example.deleted_at is not None:
+        return example
+    example.deleted_at = utcnow()
+    _touch(session, example)
+    session.add(example)
+    session.flush()
+    return example
+
+
+def _touch(session: Session, example: Example) -> None:
+    # ``revision + 1`` in SQL: two transactions revising the same row (the second waits on
+    # the row lock) get r+1 and r+2, never both r+1 as a read-modify-write would.
+    if example.id is None:
+        example.revision = 1
+    else:
+        example.revision = Example.revision + 1  # type: ignore[assignment]
+    example.updated_at = utcnow()
+    example.seq = position_expression(session, example.project_id)
+
+
+# --- reading the stream -------------------------------------------------------------------
+
+STREAM_COLUMNS = (
+    "e.id, e.seq, e.revision, e.deleted_at, e.cluster_id, e.source, e.weight, e.agreement, "
+    "e.is_gold, {input}, {target}, {model_output}, e.created_at, e.updated_at, "
+    "p.client_id, p.model_version, {segment}, p.confidence"
+)
+
+
+def json_text(connection: Connection | None, column: str) -> str:
+    """Select a JSON column as its text (no decode/re-encode on the way out)."""
+    if connection is not None and connection.dialect.name == "postgresql":
+        return f"{column}::text"
+    return column
+
+
+def stream_sql(connection: Connection) -> str:
+    columns = STREAM_COLUMNS.format(
+        input=json_text(connection, "e.input"),
+        target=json_text(connection, "e.target"),
+        model_output=json_text(connection, "e.model_output"),
+        segment=json_text(connection, "p.segment"),
+    )
+    horizon = ""
+    if connection.dialect.name == "postgresql":
+        horizon = "AND e.seq < pg_snapshot_xmin(pg_current_snapshot())::text::bigint "
+    return (
+        f"SELECT {columns} FROM example e LEFT JOIN prediction p ON p.id = e.prediction_id "
+        "WHERE e.project_id = :project_id AND (e.seq > :seq OR (e.seq = :seq AND e.id > :id)) "
+        f"{horizon}ORDER BY e.seq, e.id LIMIT :limit"
+    )
+
+
+def read_stream(
+    connection: Connection, *, project_id: int, after: Cursor, limit: int
+) -> list[tuple[Any, ...]]:
+    """Raw rows (see ``STREAM_COLUMNS``) after ``after`` in position order, at most ``limit``.
+
+    One statement, so the horizon and the rows come from the same snapshot.
+    """
+    params = {"project_id": project_id, "seq": after.seq, "id": after.id, "limit": limit}
+    return [tuple(row) for row in connection.execute(text(stream_sql(connection)), params)]
+
+
+def stream_horizon(connection: Connection, project_id: int) -> Cursor:
+    """The cursor up to which the stream is complete right now (see module docstring)."""
+    if connection.dialect.name == "postgresql":
+        xmin = connection.execute(
+            text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+        ).scalar_one()
+        return Cursor(int(xmin), 0)
+    current = connection.execute(
+        select(func.max(Example.seq)).where(col(Example.project_id) == project_id)
+    ).scalar_one()
+    return Cursor((current or 0) + 1, 0)

@@ -10,7 +10,7 @@ from celery import Celery
 
 from corrigenda.settings import Settings
 
-TASK_MODULES = ["workers.tasks.processing", "workers.tasks.maintenance"]
+TASK_MODULES = ["workers.tasks.processing", "workers.tasks.maintenance", "workers.tasks.datasets"]
 
 
 def make_celery(settings: Settings) -> Celery:

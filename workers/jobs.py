@@ -13,6 +13,8 @@ from sqlalchemy.engine import Engine
 from corrigenda import processing, review
 from corrigenda.db import transaction
 
+from .tasks.datasets import build_pending_datasets_job as build_pending_datasets
+
 BATCH = 500
 
 
@@ -34,4 +36,4 @@ def expire_leases(engine: Engine) -> int:
 
 
 # Run by the embedded worker every round, in this order.
-EMBEDDED_PERIODIC_JOBS: list[Callable[[Engine], int]] = [expire_leases]
+EMBEDDED_PERIODIC_JOBS: list[Callable[[Engine], int]] = [expire_leases, build_pending_datasets]

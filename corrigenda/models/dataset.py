@@ -64,6 +64,8 @@ class DatasetVersion(SQLModel, table=True):
     datasheet: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = time_field(nullable=False, default_now=True)
+    # Set by the building worker as it goes; a stale one means the worker died.
+    heartbeat_at: datetime | None = time_field()
     finished_at: datetime | None = time_field()
 
 

@@ -1,0 +1,402 @@
+"""Creating dataset versions (in the request) and building them (in a worker).
+
+A build reads one consistent snapshot of the examples (REPEATABLE READ on PostgreSQL, a
+deferred read transaction on SQLite: writes during the build never leak into it), writes
+every format in one streaming pass with bounded memory, checksums the files, writes the
+manifest and datasheet, and publishes the folder in one step. Once ``ready`` a version
+never changes (except for an erasure notice in its manifest).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import func, text, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from ..db import is_sqlite, transaction
+from ..examples import STREAM_COLUMNS, Cursor
+from ..models import DatasetVersion, Project, utcnow
+from .filters import DatasetFilter, matches, sql_conditions
+from .formats import FORMATS, TEXT_ONLY_FORMATS, WRITERS, ExportContext, FormatWriter
+from .manifest import BuildStats, build_manifest, datasheet, file_entry
+from .records import Record
+from .splits import Splitter
+from .storage import LocalStorage
+
+FETCH = 5_000
+FROM_EXAMPLES = "example e LEFT JOIN prediction p ON p.id = e.prediction_id"
+PROGRESS_EVERY = 20_000
+STALE_AFTER = timedelta(minutes=10)
+
+
+class DatasetRequestError(ValueError):
+    """A dataset request that cannot be carried out; ``field`` names the offending input."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def version_prefix(project_slug: str, number: int) -> str:
+    return f"{project_slug}/v{number}"
+
+
+def create_version(
+    session: Session, *, project: Project, flt: DatasetFilter, formats: list[str]
+) -> DatasetVersion:
+    """Add a ``pending`` version with the next number; a worker builds it after commit."""
+    formats = list(dict.fromkeys(formats))
+    for index, name in enumerate(formats):
+        if name not in FORMATS:
+            raise DatasetRequestError(f"/formats/{index}", f"unknown format {name!r}")
+        if name in TEXT_ONLY_FORMATS and project.task_type != "text":
+            raise DatasetRequestError(
+                f"/formats/{index}", f"{name!r} needs a text project, not {project.task_type!r}"
+            )
+    if not formats:
+        raise DatasetRequestError("/formats", "choose at least one format")
+    if not is_sqlite(session.get_bind()):  # number versions one at a time per project
+        session.exec(select(Project.id).where(Project.id == project.id).with_for_update()).one()
+    last = session.exec(
+        select(func.max(DatasetVersion.number)).where(DatasetVersion.project_id == project.id)
+    ).one()
+    version = DatasetVersion(
+        project_id=project.id, number=(last or 0) + 1, filter=flt.as_json(), formats=formats
+    )
+    session.add(version)
+    session.flush()
+    return version
+
+
+def pending_version_ids(session: Session, *, limit: int = 10) -> list[int]:
+    """Versions waiting for a build, and builds whose worker stopped sending heartbeats."""
+    stale = utcnow() - STALE_AFTER
+    query = (
+        select(DatasetVersion.id)
+        .where(
+            (DatasetVersion.status == "pending")
+            | ((DatasetVersion.status == "building") & (col(DatasetVersion.heartbeat_at) < stale))
+        )
+        .order_by(col(DatasetVersion.id))
+        .limit(limit)
+    )
+    return [i for i in session.exec(query) if i is not None]
+
+
+def claim(engine: Engine, version_id: int) -> bool:
+    """Atomically move a version to ``building``; False if someone else has it or it is done."""
+    stale = utcnow() - STALE_AFTER
+    with transaction(engine) as session:
+        result = session.execute(
+            update(DatasetVersion)
+            .where(col(DatasetVersion.id) == version_id)
+            .where(
+                (DatasetVersion.status == "pending")
+                | (
+                    (DatasetVersion.status == "building")
+                    & (col(DatasetVersion.heartbeat_at) < stale)
+                )
+            )
+            .values(status="building", progress=0.0, heartbeat_at=utcnow(), error=None)
+        )
+        return result.rowcount == 1
+
+
+@dataclass
+class BuildOutcome:
+    version_id: int
+    status: str
+    event: dict[str, Any] | None = None  # webhook payload, sent by the caller after commit
+
+
+def build_version(engine: Engine, storage: LocalStorage, version_id: int) -> BuildOutcome | None:
+    """Build one version end to end. Returns None if it was not ours to build.
+
+    Safe to run twice: a second run finds the version claimed or finished and does nothing.
+    """
+    if not claim(engine, version_id):
+        return None
+    with transaction(engine) as session:
+        version = session.get(DatasetVersion, version_id)
+        project = session.get(Project, version.project_id) if version else None
+        if version is None or project is None:
+            return None
+        job = _Job(version=version, project=project)
+    staging = storage.staging(version_prefix(project.slug, version.number))
+    try:
+        manifest, sheet = job.run(engine, staging)
+        storage.publish(staging, job.prefix)
+    except Exception as exc:
+        storage.discard(staging)
+        return _finish_failed(engine, job, exc)
+    return _finish_ready(engine, job, manifest, sheet)
+
+
+def _finish_ready(engine: Engine, job: _Job, manifest: dict[str, Any], sheet: str) -> BuildOutcome:
+    with transaction(engine) as session:
+        version = session.get(DatasetVersion, job.version.id)
+        assert version is not None
+        version.status, version.progress = "ready", 1.0
+        version.manifest, version.datasheet = manifest, sheet
+        version.split_counts = manifest["counts"]["splits"]
+        version.finished_at = utcnow()
+    return BuildOutcome(job.version.id, "ready", job.event("dataset.ready", manifest=manifest))
+
+
+def _finish_failed(engine: Engine, job: _Job, exc: Exception) -> BuildOutcome:
+    message = f"{type(exc).__name__}: {exc}"[:2000]
+    with transaction(engine) as session:
+        version = session.get(DatasetVersion, job.version.id)
+        assert version is not None
+        version.status, version.error, version.finished_at = "failed", message, utcnow()
+    return BuildOutcome(job.version.id, "failed", job.event("dataset.failed", error=message))
+
+
+@dataclass
+class _Job:
+    version: DatasetVersion
+    project: Project
+
+    @property
+    def prefix(self) -> str:
+        return version_prefix(self.project.slug, self.version.number)
+
+    def event(self, kind: str, **extra: Any) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "project": self.project.slug,
+            "number": self.version.number,
+            "status": kind.split(".")[1],
+        }
+        if "manifest" in extra:
+            manifest = extra.pop("manifest")
+            payload.update(counts=manifest["counts"]["splits"], files=len(manifest["files"]))
+        payload.update(extra)
+        return {"type": kind, "payload": payload}
+
+    def run(self, engine: Engine, staging: Path) -> tuple[dict[str, Any], str]:
+        flt = DatasetFilter.model_validate(self.version.filter)
+        splitter = Splitter(self.project.id, (self.project.policy or {}).get("split_ratios"))
+        context = ExportContext(
+            self.project.task_type,
+            list(self.project.labels),
+            self.project.slug,
+            self.version.number,
+        )
+        writers = [WRITERS[name](staging, context) for name in self.version.formats]
+        stats = BuildStats(count_labels=self.project.task_type != "text")
+        heartbeat = _Heartbeat(engine, self.version.id)
+        with snapshot(engine) as snap:
+            horizon = snap.horizon(self.project.id)
+            total = snap.count(self.project.id, flt)
+            leakage = snap.leakage(self.project.id, flt, splitter)
+            for record in snap.records(self.project.id, flt):
+                record.split = splitter(record.cluster_id, record.id)
+                if not matches(flt, record):
+                    continue
+                for writer in writers:
+                    writer.add(record)
+                stats.add(record)
+                heartbeat.tick(stats.total, total)
+        return self._write_meta(staging, writers, stats, leakage, horizon, flt, splitter)
+
+    def _write_meta(
+        self,
+        staging: Path,
+        writers: list[FormatWriter],
+        stats: BuildStats,
+        leakage: dict[str, Any],
+        horizon: Cursor,
+        flt: DatasetFilter,
+        splitter: Splitter,
+    ) -> tuple[dict[str, Any], str]:
+        files = [
+            file_entry(staging, name, info)
+            for writer in writers
+            for name, info in writer.close().items()
+        ]
+        header = {
+            "project": self.project.slug,
+            "number": self.version.number,
+            "created_at": utcnow().isoformat(),
+            "task_type": self.project.task_type,
+            "formats": self.version.formats,
+            "filter": flt.as_json(),
+            "split_ratios": splitter.ratios,
+            "high_water_mark": str(horizon),
+        }
+        refused = {w.folder: dict(w.refused) for w in writers}
+        manifest = build_manifest(
+            header=header, stats=stats, files=files, refused=refused, leakage=leakage
+        )
+        project = {"slug": self.project.slug, "name": self.project.name}
+        sheet = datasheet(manifest, {**project, "task_type": self.project.task_type})
+        (staging / "datasheet.md").write_text(sheet)
+        (staging / "manifest.json").write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+        return manifest, sheet
+
+
+class _Heartbeat:
+    """Progress and liveness, in short transactions of their own (not the snapshot's)."""
+
+    def __init__(self, engine: Engine, version_id: int) -> None:
+        self.engine, self.version_id, self.last = engine, version_id, 0
+
+    def tick(self, done: int, total: int) -> None:
+        if done - self.last < PROGRESS_EVERY:
+            return
+        self.last = done
+        with transaction(self.engine) as session:
+            session.execute(
+                update(DatasetVersion)
+                .where(col(DatasetVersion.id) == self.version_id)
+                .values(progress=min(done / max(total, 1), 0.99), heartbeat_at=utcnow())
+            )
+
+
+# --- the consistent snapshot ----------------------------------------------------------------
+
+
+class Snapshot:
+    """Queries that all see the same committed state of the database."""
+
+    def __init__(self, dialect: str, run: Callable[[str, dict[str, Any]], Iterator[tuple]]) -> None:
+        self.dialect, self._run = dialect, run
+
+    def _json(self, column: str) -> str:
+        return f"{column}::text" if self.dialect == "postgresql" else column
+
+    def _where(self, project_id: int, flt: DatasetFilter) -> tuple[str, dict[str, Any]]:
+        conditions, params = sql_conditions(flt, self.dialect)
+        where = " AND ".join(["e.project_id = :project_id", "e.deleted_at IS NULL", *conditions])
+        return where, {"project_id": project_id, **params}
+
+    def horizon(self, project_id: int) -> Cursor:
+        """The stream cursor below which this snapshot holds every change (the high-water
+        mark: streaming ``since`` it continues after this version, at least once)."""
+        if self.dialect == "postgresql":
+            sql = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+            return Cursor(int(list(self._run(sql, {}))[0][0]), 0)
+        sql = "SELECT max(seq) FROM example WHERE project_id = :project_id"
+        return Cursor((list(self._run(sql, {"project_id": project_id}))[0][0] or 0) + 1, 0)
+
+    def count(self, project_id: int, flt: DatasetFilter) -> int:
+        where, params = self._where(project_id, flt)
+        sql = f"SELECT count(*) FROM {FROM_EXAMPLES} WHERE {where}"
+        return int(list(self._run(sql, params))[0][0])
+
+    def records(self, project_id: int, flt: DatasetFilter) -> Iterator[Record]:
+        where, params = self._where(project_id, flt)
+        columns = STREAM_COLUMNS.format(
+            input=self._json("e.input"),
+            target=self._json("e.target"),
+            model_output=self._json("e.model_output"),
+            segment=self._json("p.segment"),
+        )
+        sql = f"SELECT {columns} FROM {FROM_EXAMPLES} WHERE {where} ORDER BY e.id"
+        for row in self._run(sql, params):
+            yield Record.from_row(row)
+
+    def leakage(self, project_id: int, flt: DatasetFilter, splitter: Splitter) -> dict[str, Any]:
+        """Pairs of examples that are the same or near-duplicate content yet sit in different
+        splits: those sharing a cluster, and those sharing an exact normalised content hash
+        across clusters. Only groups with more than one cluster are fetched."""
+        where, params = self._where(project_id, flt)
+        # The subquery reuses the aliases e and p; they shadow the outer ones inside it.
+        duplicated = (
+            f"SELECT p.content_hash FROM {FROM_EXAMPLES} WHERE {where} "
+            "AND p.content_hash IS NOT NULL GROUP BY p.content_hash "
+            "HAVING count(DISTINCT coalesce(e.cluster_id, -e.id)) > 1"
+        )
+        sql = (
+            f"SELECT p.content_hash, e.cluster_id, min(e.id), count(*) FROM {FROM_EXAMPLES} "
+            f"WHERE {where} AND p.content_hash IN ({duplicated}) "
+            "GROUP BY p.content_hash, e.cluster_id"
+        )
+        groups: dict[str, dict[str, int]] = {}
+        for content_hash, cluster_id, first_id, count in self._run(sql, params):
+            split = splitter(cluster_id, first_id)
+            groups.setdefault(content_hash, {}).setdefault(split, 0)
+            groups[content_hash][split] += count
+        pairs = sum(_cross_pairs(list(g.values())) for g in groups.values())
+        return {
+            "method": "split is a function of the cluster id (near-duplicates share one); "
+            "exact duplicates by normalised content hash checked across clusters",
+            "cross_split_pairs": pairs,
+            "duplicate_groups_across_clusters": len(groups),
+        }
+
+
+def _cross_pairs(counts: list[int]) -> int:
+    total = sum(counts)
+    return (total * total - sum(c * c for c in counts)) // 2
+
+
+@contextmanager
+def snapshot(engine: Engine) -> Iterator[Snapshot]:
+    if is_sqlite(engine):
+        with _sqlite_snapshot(engine) as snap:
+            yield snap
+    else:
+        with _postgres_snapshot(engine) as snap:
+            yield snap
+
+
+@contextmanager
+def _postgres_snapshot(engine: Engine) -> Iterator[Snapshot]:
+    with engine.connect() as connection:
+        connection = connection.execution_options(isolation_level="REPEATABLE READ")
+        with connection.begin():
+            connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+
+            def run(sql: str, params: dict[str, Any]) -> Iterator[tuple]:
+                streaming = connection.execution_options(stream_results=True, yield_per=FETCH)
+                for row in streaming.execute(text(sql), params):
+                    yield tuple(row)
+
+            yield Snapshot("postgresql", run)
+
+
+@contextmanager
+def _sqlite_snapshot(engine: Engine) -> Iterator[Snapshot]:
+    # A deferred read transaction is a WAL snapshot and blocks no writer. The engine's
+    # "begin" hook would take the write lock (BEGIN IMMEDIATE), so use the driver directly.
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.execute("BEGIN DEFERRED")
+
+        def run(sql: str, params: dict[str, Any]) -> Iterator[tuple]:
+            rows = raw.cursor()
+            rows.execute(sql, params)
+            while batch := rows.fetchmany(FETCH):
+                yield from batch
+
+        yield Snapshot("sqlite", run)
+        cursor.execute("ROLLBACK")
+    finally:
+        raw.close()
+
+
+def build_pending(
+    engine: Engine, data_dir: Path, send: Callable[[int, dict], None] | None = None
+) -> int:
+    """Build every pending version (the embedded worker's periodic job). Returns how many."""
+    storage = LocalStorage.for_data_dir(data_dir)
+    with transaction(engine) as session:
+        ids = pending_version_ids(session)
+    built = 0
+    for version_id in ids:
+        outcome = build_version(engine, storage, version_id)
+        if outcome is not None:
+            built += 1
+            if send is not None and outcome.event is not None:
+                send(version_id, outcome.event)
+    return built
