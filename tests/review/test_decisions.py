@@ -164,3 +164,34 @@ def test_gold_items_are_served_to_every_reviewer_and_never_settle(engine) -> Non
         assert session.get(ReviewItem, gold.id).status == "pending"
         assert claim_next_item(session, project=project, user=a) is None
         assert _example(session, prediction.id).target == "billing"
+
+
+def test_reviewer_stats_and_agreement_from_the_decision_log(engine) -> None:  # type: ignore[no-untyped-def]
+    from corrigenda.review_stats import project_agreement, reviewer_stats
+
+    with transaction(engine) as session:
+        project = _project(session, overlap=2)
+        a, b = (make_user(session, project, email=f"{n}@example.com") for n in "ab")
+        for i in range(4):
+            make_review_item(session, project, make_prediction(session, project, f"p{i}"))
+    answers = {a.id: ["bug", "bug", "other", "bug"], b.id: ["bug", "bug", "bug", "bug"]}
+    for user in (a, b):
+        for label in answers[user.id]:
+            with transaction(engine) as session:
+                item = claim_next_item(session, project=project, user=user)
+                decide(
+                    session,
+                    item_id=item.id,
+                    user=user,
+                    action="relabel",
+                    value=label,
+                    duration_ms=2000,
+                )
+    with transaction(engine) as session:
+        stats = {s.email: s for s in reviewer_stats(session, project.id)}
+        agreement = project_agreement(session, project.id)
+    assert stats["a@example.com"].decisions == 4
+    assert stats["a@example.com"].median_seconds == 2.0
+    assert stats["a@example.com"].agreement == 0.75
+    assert agreement.items == 4 and agreement.pairs[0]["items"] == 4
+    assert agreement.krippendorff is not None and agreement.krippendorff < 0.1
