@@ -29,7 +29,6 @@ class Cluster(SQLModel, table=True):
     project_id: int = fk_field("project.id", ondelete="CASCADE", index=False)
     content_hash: str = Field(sa_column=Column(String(64), nullable=False))
     signature: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
-    size: int = Field(default=0)
     touched_at: datetime | None = time_field()
     aggregated_at: datetime | None = time_field()
     created_at: datetime = time_field(nullable=False, default_now=True)

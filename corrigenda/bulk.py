@@ -1,0 +1,55 @@
+"""Bulk statements that work on both databases, and the per-project processing lock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session
+
+T = TypeVar("T")
+
+# Bound parameters per statement stay well under SQLite's and PostgreSQL's limits.
+CHUNK = 5000
+# The first key of PostgreSQL's two-key advisory locks taken by processing ("corr").
+PROCESSING_LOCK_CLASS = 0x636F7272 & 0x7FFFFFFF
+
+
+def dialect(session: Session) -> str:
+    bind = session.get_bind()
+    return bind.dialect.name
+
+
+def insert_ignore(session: Session, table: Any, rows: Sequence[dict[str, Any]]) -> None:
+    """``INSERT … ON CONFLICT DO NOTHING`` for many rows in few round trips."""
+    if not rows:
+        return
+    insert = postgresql.insert if dialect(session) == "postgresql" else sqlite.insert
+    for part in chunks(rows, max(1, CHUNK // max(1, len(rows[0])))):
+        session.execute(insert(table).values(list(part)).on_conflict_do_nothing())
+
+
+def chunks(items: Sequence[T] | Iterable[T], size: int = CHUNK) -> Iterator[list[T]]:
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def lock_project(session: Session, project_id: int) -> None:
+    """Serialise processing of one project across workers until this transaction ends.
+
+    On PostgreSQL a transaction-level advisory lock; SQLite already serialises writers
+    (every transaction begins IMMEDIATE).
+    """
+    if dialect(session) == "postgresql":
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:cls, :key)"),
+            {"cls": PROCESSING_LOCK_CLASS, "key": int(project_id) & 0x7FFFFFFF},
+        )
