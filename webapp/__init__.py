@@ -43,12 +43,14 @@ def _register_blueprints(app: Flask) -> None:
     from .auth import bp as auth_bp
     from .dashboard import bp as dashboard_bp
     from .health import bp as health_bp
+    from .home import bp as home_bp
     from .monitoring import bp as monitoring_bp
     from .review import bp as review_bp
     from .widget import bp as widget_bp
 
     for blueprint in (
         health_bp,
+        home_bp,
         api_bp,
         auth_bp,
         review_bp,
