@@ -63,9 +63,11 @@ def add_examples(
                 input={"text": f"{TEXTS[i % len(TEXTS)]} #{i}"},
                 output=output_of(i) if output_of else labels[(i + 1) % len(labels)],
                 cluster_id=cluster_of(i) if cluster_of else i,
-                content_hash=f"h{i}",
-                segment={"locale": "en" if i % 2 else "de"},
-                **prediction_fields,
+                **{
+                    "content_hash": f"h{i}",
+                    "segment": {"locale": "en" if i % 2 else "de"},
+                    **prediction_fields,
+                },
             )
             example = upsert_example(
                 session,
