@@ -7,6 +7,6 @@ To add one, import it on the line below the split marker.
 from .blueprint import bp
 
 # isort: split
-from . import cors, feedback, openapi, predictions, problems  # noqa: F401
+from . import cors, datasets, examples, feedback, openapi, predictions, problems  # noqa: F401
 
 __all__ = ["bp"]
