@@ -45,15 +45,17 @@ class ProcessResult:
     review_items: int = 0
 
 
-def pending_event_ids(*, session: Session, limit: int) -> list[int]:
+def pending_event_ids(
+    *, session: Session, limit: int, received_before: datetime | None = None
+) -> list[int]:
     """Ids of committed events not processed yet and not set aside, oldest first."""
-    query = (
-        select(FeedbackEvent.id)
-        .where(col(FeedbackEvent.processed_at).is_(None), col(FeedbackEvent.error).is_(None))
-        .order_by(col(FeedbackEvent.id))
-        .limit(limit)
+    query = select(FeedbackEvent.id).where(
+        col(FeedbackEvent.processed_at).is_(None), col(FeedbackEvent.error).is_(None)
     )
-    return [event_id for event_id in session.exec(query) if event_id is not None]
+    if received_before is not None:
+        query = query.where(FeedbackEvent.received_at < received_before)
+    ids = session.exec(query.order_by(col(FeedbackEvent.id)).limit(limit))
+    return [event_id for event_id in ids if event_id is not None]
 
 
 def process_events(session: Session, *, event_ids: list[int]) -> ProcessResult:
@@ -349,3 +351,72 @@ def replay_events(
             update(FeedbackEvent).where(col(FeedbackEvent.id).in_(part)).values(error=None)
         )
     return ids
+
+
+# --- periodic re-aggregation -----------------------------------------------------------
+
+
+@dataclass
+class ReaggregateResult:
+    audited: int = 0
+    reliabilities_changed: int = 0
+    quarantined: int = 0
+    clusters_routed: int = 0
+
+
+def reaggregate_project(
+    session: Session, *, project: Project, learn: bool = True, limit: int = 2000
+) -> ReaggregateResult:
+    """One bounded round for one project: learn reliabilities (Dawid–Skene) and quarantine
+    outliers, draw the audit sample for predictions shown without any event, and re-route
+    clusters touched since they were last aggregated."""
+    result = ReaggregateResult()
+    lock_project(session, project.id)  # type: ignore[arg-type]
+    policy = effective_policy(project)
+    if learn:
+        result.reliabilities_changed = abuse.update_reliabilities(session, project=project)
+        result.quarantined = len(abuse.update_quarantine(session, project=project, policy=policy))
+    sampled = _audit_shown(session, project, policy, limit)
+    result.audited = len(sampled)
+    stale = _stale_clusters(session, project.id, limit)  # type: ignore[arg-type]
+    route_clusters(session, project=project, cluster_ids=stale | sampled)
+    result.clusters_routed = len(stale | sampled)
+    return result
+
+
+def _audit_shown(
+    session: Session, project: Project, policy: dict[str, Any], limit: int
+) -> set[int]:
+    """Predictions the product marked shown but nobody reacted to still join the audit draw."""
+    query = (
+        select(Prediction)
+        .where(
+            Prediction.project_id == project.id,
+            col(Prediction.shown_at).is_not(None),
+            col(Prediction.audit_sample).is_(None),
+        )
+        .order_by(col(Prediction.id))
+        .limit(limit)
+    )
+    predictions = list(session.exec(query))
+    _cluster(session, project, policy, predictions, ProcessResult())
+    sampled: set[int] = set()
+    for prediction in predictions:
+        prediction.audit_sample = audit_selected(prediction.id, float(policy["audit_rate"]))  # type: ignore[arg-type]
+        session.add(prediction)
+        if prediction.audit_sample:
+            sampled.add(prediction.cluster_id)  # type: ignore[arg-type]
+    return sampled
+
+
+def _stale_clusters(session: Session, project_id: int, limit: int) -> set[int]:
+    query = (
+        select(Cluster.id)
+        .where(
+            Cluster.project_id == project_id,
+            col(Cluster.touched_at).is_not(None),
+            (col(Cluster.aggregated_at).is_(None)) | (Cluster.touched_at > Cluster.aggregated_at),  # type: ignore[operator]
+        )
+        .limit(limit)
+    )
+    return {i for i in session.exec(query) if i is not None}

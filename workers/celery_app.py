@@ -10,7 +10,15 @@ from celery import Celery
 
 from corrigenda.settings import Settings
 
-TASK_MODULES = ["workers.tasks.processing", "workers.tasks.maintenance", "workers.tasks.datasets"]
+TASK_MODULES = [
+    "workers.tasks.processing",
+    "workers.tasks.maintenance",
+    "workers.tasks.datasets",
+    "workers.tasks.metrics",
+]
+
+# Re-route clusters touched since the last run (and learn reliabilities) this often.
+REAGGREGATE_SECONDS = 60.0
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -38,6 +46,8 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
             "schedule": settings.sweep_interval_seconds,
         },
         "expire-leases": {"task": "corrigenda.expire_leases", "schedule": 30.0},
+        "update-metrics": {"task": "corrigenda.update_metrics", "schedule": 30.0},
+        "reaggregate": {"task": "corrigenda.reaggregate", "schedule": REAGGREGATE_SECONDS},
     }
 
 

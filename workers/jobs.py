@@ -6,16 +6,56 @@ how much it did. Register a job here once; the embedded worker runs every job ea
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+from sqlmodel import select
 
 from corrigenda import processing, review
 from corrigenda.db import transaction
+from corrigenda.metrics.jobs import update_metrics
+from corrigenda.models import Project
 
 from .tasks.datasets import build_pending_datasets_job as build_pending_datasets
 
 BATCH = 500
+# Dawid–Skene and quarantine scan whole projects: at most this often per process.
+LEARN_INTERVAL_SECONDS = 60.0
+_last_learned = [float("-inf")]
+
+log = logging.getLogger(__name__)
+
+
+def process_batch(engine: Engine, event_ids: list[int]) -> int:
+    """Process one micro-batch in one transaction; isolate events that break it.
+
+    A transient database error (``OperationalError``) propagates so the caller retries the
+    whole batch. Any other failure re-runs the events one by one, each in its own
+    transaction, and sets aside the ones that still fail, with the error as the reason.
+    """
+    try:
+        with transaction(engine) as session:
+            return processing.process_events(session, event_ids=event_ids).processed
+    except OperationalError:
+        raise
+    except Exception:
+        log.exception("batch of %d events failed; isolating the bad ones", len(event_ids))
+    return sum(_process_one(engine, event_id) for event_id in event_ids)
+
+
+def _process_one(engine: Engine, event_id: int) -> int:
+    try:
+        with transaction(engine) as session:
+            return processing.process_events(session, event_ids=[event_id]).processed
+    except OperationalError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the reason is recorded for the admins
+        with transaction(engine) as session:
+            processing.set_aside(session, event_id=event_id, reason=f"{type(exc).__name__}: {exc}")
+        return 0
 
 
 def drain_events(engine: Engine, stop: Callable[[], bool] = lambda: False) -> int:
@@ -24,10 +64,31 @@ def drain_events(engine: Engine, stop: Callable[[], bool] = lambda: False) -> in
     while not stop():
         with transaction(engine) as session:
             ids = processing.pending_event_ids(session=session, limit=BATCH)
-            if not ids:
-                return total
-            total += processing.process_events(session, event_ids=ids).processed
+        if not ids:
+            return total
+        done = process_batch(engine, ids)
+        if done == 0:  # all locked by another worker or set aside: come back next round
+            return total
+        total += done
     return total
+
+
+def reaggregate(engine: Engine) -> int:
+    """Re-route clusters touched since their last aggregation, per project; learn
+    reliabilities and quarantine at most every ``LEARN_INTERVAL_SECONDS``."""
+    learn = time.monotonic() - _last_learned[0] >= LEARN_INTERVAL_SECONDS
+    if learn:
+        _last_learned[0] = time.monotonic()
+    with transaction(engine) as session:
+        project_ids = list(session.exec(select(Project.id)))
+    routed = 0
+    for project_id in project_ids:
+        with transaction(engine) as session:
+            project = session.get(Project, project_id)
+            if project is not None:
+                outcome = processing.reaggregate_project(session, project=project, learn=learn)
+                routed += outcome.clusters_routed
+    return routed
 
 
 def expire_leases(engine: Engine) -> int:
@@ -36,4 +97,9 @@ def expire_leases(engine: Engine) -> int:
 
 
 # Run by the embedded worker every round, in this order.
-EMBEDDED_PERIODIC_JOBS: list[Callable[[Engine], int]] = [expire_leases, build_pending_datasets]
+EMBEDDED_PERIODIC_JOBS: list[Callable[[Engine], int]] = [
+    expire_leases,
+    update_metrics,
+    reaggregate,
+    build_pending_datasets,
+]

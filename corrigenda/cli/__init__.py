@@ -27,10 +27,13 @@ def main() -> None:
 
 
 def _register_commands() -> None:
-    from . import admin, serve
+    from . import admin, events, serve
 
-    for module in (serve, admin):
+    for module in (serve, admin, events):
         module.register(main)
+    from . import metrics as metrics_commands
+
+    metrics_commands.register(main)
 
 
 _register_commands()
