@@ -15,6 +15,7 @@ from corrigenda.db import transaction
 from corrigenda.models import AuditLog, DatasetVersion
 from tests.datasets.conftest import add_examples
 from tests.factories import setup_project_with_keys
+from tests.services import wait_for
 
 
 @pytest.fixture
@@ -138,17 +139,20 @@ def test_delete_removes_files_and_is_audited(app: Flask, client: FlaskClient, ke
 
 
 def test_stream_pages_by_cursor_as_jsonl(client: FlaskClient, keys: dict) -> None:
-    seen, cursor = [], "0"
-    for _ in range(10):
-        answer = client.get(
-            f"/api/v1/projects/demo/examples?since={cursor}&limit=10", headers=auth(keys["sk"])
-        )
+    seen: list[dict] = []
+    cursor = "0"
+
+    def next_page() -> bool:
+        # On PostgreSQL the stream lags while any writing transaction in the cluster is open.
+        nonlocal cursor
+        url = f"/api/v1/projects/demo/examples?since={cursor}&limit=10"
+        answer = client.get(url, headers=auth(keys["sk"]))
         assert answer.status_code == 200 and answer.mimetype == "application/x-ndjson"
-        rows = [orjson.loads(line) for line in answer.data.splitlines()]
-        seen += rows
+        seen.extend(orjson.loads(line) for line in answer.data.splitlines())
         cursor = answer.headers["Corrigenda-Next-Cursor"]
-        if answer.headers["Corrigenda-Has-More"] == "false" and len(seen) >= 25:
-            break
+        return len(seen) >= 25 and answer.headers["Corrigenda-Has-More"] == "false"
+
+    wait_for(next_page, timeout=30)
     assert len({r["id"] for r in seen}) == len(seen) == 25
     assert seen[-1]["cursor"] == cursor
     assert all(r["split"] in ("train", "validation", "test") for r in seen)
