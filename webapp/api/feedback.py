@@ -17,13 +17,20 @@ from corrigenda import ingest
 from corrigenda.ingest import EventToStore, FeedbackOutcome
 from corrigenda.models import Prediction
 from corrigenda.schemas.common import field_errors, pointer
-from corrigenda.schemas.ingest import MAX_EVENTS_PER_REQUEST, FeedbackEventIn
+from corrigenda.schemas.ingest import (
+    MAX_EVENTS_PER_REQUEST,
+    FeedbackBatch,
+    FeedbackContext,
+    FeedbackEventIn,
+    FeedbackResponse,
+)
 from corrigenda.tokens import TokenError
 
 from ..extensions import db_transaction, read_session
 from .auth import require_key
 from .blueprint import bp
 from .body import json_body
+from .openapi import Operation, document
 from .outbox import enqueue_committed
 from .problems import ApiProblem, json_response
 from .signing import token_signer
@@ -217,3 +224,38 @@ def feedback_context() -> Response:
             "alternatives": prediction.alternatives,
         }
     )
+
+
+document(
+    Operation(
+        path="/feedback",
+        method="post",
+        summary="Send feedback events, one or a batch (up to 500); answers per event",
+        keys=("publishable", "secret", "publishableKeyQuery"),
+        request=[FeedbackEventIn, FeedbackBatch],
+        responses={202: ("one result per event, in request order", FeedbackResponse)},
+        description="With a publishable key every event needs its prediction's token and the "
+        "request an allowed Origin. For navigator.sendBeacon the body may be sent as "
+        "text/plain (still strict JSON) with the publishable key as ?key=pk_….",
+        errors=(401, 403, 413, 415, 422, 429),
+    )
+)
+document(
+    Operation(
+        path="/feedback/context",
+        method="get",
+        summary="What the widget needs to show one signed prediction",
+        keys=("publishable", "secret", "publishableKeyQuery"),
+        parameters=[
+            {
+                "name": "token",
+                "in": "query",
+                "required": True,
+                "description": "the prediction's feedback token",
+                "schema": {"type": "string"},
+            }
+        ],
+        responses={200: ("the prediction's output, labels and alternatives", FeedbackContext)},
+        errors=(400, 401, 403, 404, 429),
+    )
+)

@@ -9,12 +9,13 @@ from pydantic import ValidationError
 
 from corrigenda import ingest
 from corrigenda.schemas.common import field_errors
-from corrigenda.schemas.ingest import PredictionBatch, PredictionIn
+from corrigenda.schemas.ingest import PredictionBatch, PredictionIn, PredictionsResponse
 
 from ..extensions import db_transaction
 from .auth import require_key
 from .blueprint import bp
 from .body import json_body
+from .openapi import Operation, document
 from .problems import ApiProblem, json_response
 from .signing import token_signer
 
@@ -84,3 +85,22 @@ def _result(entry: ingest.LoggedPrediction) -> dict[str, str]:
         end_user=entry.end_user,
     )
     return {"id": entry.client_id, "status": entry.status, "token": token}
+
+
+document(
+    Operation(
+        path="/predictions",
+        method="post",
+        summary="Log one prediction or a batch (up to 1,000); get a feedback token for each",
+        keys=("secret",),
+        request=[PredictionIn, PredictionBatch],
+        responses={
+            201: ("at least one prediction was new", PredictionsResponse),
+            200: ("every prediction was logged before with identical content", PredictionsResponse),
+            409: ("an id was logged before with different content; nothing stored", None),
+        },
+        description="All or nothing: if any prediction is invalid or conflicts, nothing in "
+        "the request is stored. Re-sending identical content is a no-op.",
+        errors=(401, 403, 409, 413, 415, 422, 429),
+    )
+)

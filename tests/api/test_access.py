@@ -1,0 +1,153 @@
+"""Keys, scopes, origins (CORS), rate limits and body limits on the ingestion API."""
+
+from __future__ import annotations
+
+import pytest
+from sqlmodel import Session, select
+
+from corrigenda.db import transaction
+from corrigenda.keys import find_active_key, revoke_api_key
+from corrigenda.models import ApiKey
+from tests.conftest import make_test_settings
+from webapp import create_app
+
+from .conftest import ORIGIN, count_events, count_predictions, event, log, pk, prediction, sk
+
+PREDICTIONS = "/api/v1/predictions"
+FEEDBACK = "/api/v1/feedback"
+
+
+def test_missing_and_unknown_keys_are_401(client, keys) -> None:
+    missing = client.post(PREDICTIONS, json=prediction())
+    assert missing.status_code == 401 and missing.headers["WWW-Authenticate"].startswith("Bearer")
+    assert missing.mimetype == "application/problem+json"
+    unknown = client.post(PREDICTIONS, json=prediction(), headers={"Authorization": "Bearer sk_x"})
+    assert unknown.status_code == 401
+
+
+def test_revoked_key_is_refused(db_url, tmp_path, engine, keys) -> None:
+    app = create_app(make_test_settings(db_url, tmp_path))
+    client = app.test_client()
+    assert client.post(PREDICTIONS, json=prediction(), headers=sk(keys)).status_code == 201
+    with transaction(engine) as session:
+        revoke_api_key(session, key=find_active_key(session, keys["sk"]))
+    app.extensions["corrigenda.key_cache"].forget()  # or wait API_KEY_CACHE_SECONDS
+    refused = client.post(PREDICTIONS, json=prediction("p-2"), headers=sk(keys))
+    assert refused.status_code == 401 and count_predictions(engine) == 1
+    app.extensions["corrigenda.engine"].dispose()
+
+
+def test_publishable_key_can_never_log_predictions(client, keys, engine) -> None:
+    response = client.post(PREDICTIONS, json=prediction(), headers=pk(keys))
+    assert response.status_code == 403 and "secret key" in response.json["detail"]
+    assert count_predictions(engine) == 0
+
+
+@pytest.mark.parametrize("origin", [None, "http://evil.example", "null", "http://127.0.0.1:5051"])
+def test_publishable_key_from_a_wrong_or_missing_origin(client, keys, engine, origin) -> None:
+    token = log(client, keys)
+    response = client.post(FEEDBACK, json=event(token=token), headers=pk(keys, origin))
+    assert response.status_code == 403
+    assert "Access-Control-Allow-Origin" not in response.headers
+    assert count_events(engine) == 0
+
+
+def test_origin_comparison_ignores_case_and_trailing_slash(client, keys) -> None:
+    token = log(client, keys)
+    response = client.post(FEEDBACK, json=event(token=token), headers=pk(keys, ORIGIN.upper()))
+    assert response.status_code == 202
+
+
+def test_preflight_only_for_allowed_origins(client, keys) -> None:
+    asks = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization",
+    }
+    ok = client.options(FEEDBACK, headers={**asks, "Origin": ORIGIN})
+    assert ok.status_code == 204 and ok.headers["Access-Control-Allow-Origin"] == ORIGIN
+    assert "authorization" in ok.headers["Access-Control-Allow-Headers"].lower()
+    evil = client.options(FEEDBACK, headers={**asks, "Origin": "http://evil.example"})
+    assert evil.status_code == 403 and "Access-Control-Allow-Origin" not in evil.headers
+    keyed = client.options(f"{FEEDBACK}?key={keys['pk']}", headers={**asks, "Origin": ORIGIN})
+    assert keyed.status_code == 204
+    secret_only = client.options(PREDICTIONS, headers={**asks, "Origin": ORIGIN})
+    assert "Access-Control-Allow-Origin" not in secret_only.headers
+
+
+def test_preflight_by_key_refuses_another_projects_origin(client, engine, keys) -> None:
+    from tests.factories import setup_project_with_keys
+
+    other = setup_project_with_keys(engine, "other", allowed_origins=["https://other.example"])
+    asks = {"Access-Control-Request-Method": "POST", "Origin": "https://other.example"}
+    assert client.options(f"{FEEDBACK}?key={keys['pk']}", headers=asks).status_code == 403
+    assert client.options(f"{FEEDBACK}?key={other['pk']}", headers=asks).status_code == 204
+    # Without a key the origin is listed by some project, so the preflight passes, but the
+    # real request with this project's key from that origin is refused.
+    assert client.options(FEEDBACK, headers=asks).status_code == 204
+    token = log(client, keys)
+    real = client.post(FEEDBACK, json=event(token=token), headers=pk(keys, "https://other.example"))
+    assert real.status_code == 403
+
+
+def _limited_app(db_url, tmp_path, **overrides):  # type: ignore[no-untyped-def]
+    return create_app(make_test_settings(db_url, tmp_path, **overrides))
+
+
+@pytest.mark.parametrize("storage", ["memory", "redis"])
+def test_rate_limit_per_key_answers_429_with_retry_after(
+    request, db_url, tmp_path, keys, storage
+) -> None:
+    overrides = {"rate_limit_per_key": "3/minute"}
+    if storage == "redis":
+        overrides["redis_url"] = request.getfixturevalue("redis_url")
+    app = _limited_app(db_url, tmp_path, **overrides)
+    client = app.test_client()
+    answers = [
+        client.post(PREDICTIONS, json=prediction(f"p-{i}"), headers=sk(keys)) for i in range(4)
+    ]
+    assert [a.status_code for a in answers] == [201, 201, 201, 429]
+    limited = answers[-1]
+    assert limited.mimetype == "application/problem+json"
+    assert 0 < int(limited.headers["Retry-After"]) <= 60
+    assert "Retry-After" not in answers[0].headers
+    app.extensions["corrigenda.engine"].dispose()
+
+
+def test_rate_limit_per_address(db_url, tmp_path, keys) -> None:
+    app = _limited_app(db_url, tmp_path, rate_limit_per_address="2/minute")
+    client = app.test_client()
+    codes = [
+        client.post(PREDICTIONS, json=prediction(f"p-{i}"), headers=sk(keys)).status_code
+        for i in range(3)
+    ]
+    assert codes == [201, 201, 429]
+    app.extensions["corrigenda.engine"].dispose()
+
+
+def test_body_over_the_limit_is_413(db_url, tmp_path, keys, engine) -> None:
+    app = _limited_app(db_url, tmp_path, max_request_bytes=10_000)
+    client = app.test_client()
+    batch = {"predictions": [prediction(f"p-{i}") for i in range(200)]}
+    response = client.post(PREDICTIONS, json=batch, headers=sk(keys))
+    assert response.status_code == 413 and response.mimetype == "application/problem+json"
+    assert count_predictions(engine) == 0
+    app.extensions["corrigenda.engine"].dispose()
+
+
+def test_unknown_route_and_wrong_method_are_problems(client) -> None:
+    assert client.get("/api/v1/nope").mimetype == "application/problem+json"
+    wrong = client.get(PREDICTIONS)
+    assert wrong.status_code == 405 and "POST" in wrong.headers["Allow"]
+    assert wrong.mimetype == "application/problem+json"
+
+
+def test_last_used_is_written_once_per_minute_not_per_request(client, keys, engine) -> None:
+    for i in range(5):
+        client.post(PREDICTIONS, json=prediction(f"p-{i}"), headers=sk(keys))
+    with Session(engine) as session:
+        first = session.exec(select(ApiKey.last_used_at).where(ApiKey.kind == "secret")).one()
+    assert first is not None
+    client.post(PREDICTIONS, json=prediction("p-9"), headers=sk(keys))
+    with Session(engine) as session:
+        later = session.exec(select(ApiKey.last_used_at).where(ApiKey.kind == "secret")).one()
+    assert later == first
