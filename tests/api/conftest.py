@@ -68,3 +68,11 @@ def count_events(engine: Engine) -> int:
 
 def count_predictions(engine: Engine) -> int:
     return count(engine, Prediction)
+
+
+@pytest.fixture
+def live_server(app):  # type: ignore[no-untyped-def]
+    from tests.browser.conftest import LiveServer
+
+    with LiveServer(app) as server:
+        yield server
