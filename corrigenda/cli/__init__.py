@@ -34,6 +34,9 @@ def _register_commands() -> None:
     from . import metrics as metrics_commands
 
     metrics_commands.register(main)
+    from . import export
+
+    export.register(main)
 
 
 _register_commands()
