@@ -25,6 +25,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     )
     extensions.init_app(app, settings)
     _register_blueprints(app)
+    _init_auth(app)
     _init_api(app, settings)
     return app
 
@@ -35,6 +36,12 @@ def _init_api(app: Flask, settings: Settings) -> None:
 
     init_limiter(app, settings)
     init_key_cache(app)
+
+
+def _init_auth(app: Flask) -> None:
+    from .auth import init_auth
+
+    init_auth(app)
 
 
 def _register_blueprints(app: Flask) -> None:
