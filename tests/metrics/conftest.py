@@ -6,18 +6,22 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlmodel import Session, select
 
 from corrigenda.db import transaction
+from corrigenda.keys import create_api_key
+from corrigenda.metrics import drain
 from corrigenda.models import (
     Example,
     FeedbackEvent,
+    MetricAlert,
     MetricRollup,
     Prediction,
     Project,
     ReviewItem,
 )
-from tests.factories import make_project
+from tests.factories import make_project, make_user
 
 DAY = date(2025, 3, 3)
 NOON = datetime(2025, 3, 3, 12, tzinfo=UTC)
@@ -143,3 +147,50 @@ def rollup_snapshot(engine) -> list[tuple[Any, ...]]:  # type: ignore[no-untyped
 
 def _canonical(value: Any) -> str:
     return repr(sorted(value.items())) if isinstance(value, dict) else repr(value)
+
+
+def csrf_from(html: str) -> str:
+    import re
+
+    match = re.search(r'name="csrf-token" content="([^"]+)"', html)
+    assert match, "no CSRF token on the page"
+    return match.group(1)
+
+
+def log_in(client, email: str, password: str) -> str:  # type: ignore[no-untyped-def]
+    """Log in through the real login form; returns the session's CSRF token."""
+    token = csrf_from(client.get("/login").get_data(as_text=True))
+    response = client.post(
+        "/login", data={"email": email, "password": password, "csrf_token": token}
+    )
+    assert response.status_code in (302, 303), response.get_data(as_text=True)[:500]
+    return token
+
+
+@pytest.fixture
+def known(app, engine):  # type: ignore[no-untyped-def]
+    project_id = build_known_dataset(engine)
+    with transaction(engine) as s:
+        project = s.get(Project, project_id)
+        _, secret = create_api_key(s, project=project, kind="secret")  # type: ignore[arg-type]
+        _, publishable = create_api_key(s, project=project, kind="publishable")  # type: ignore[arg-type]
+        make_user(s, project, role="viewer", email="viewer@example.com")
+        make_user(s, None, email="outsider@example.com")
+        project.policy = {  # type: ignore[union-attr]
+            **project.policy,  # type: ignore[union-attr]
+            "requirement": {"metric": "audited_accuracy", "threshold": 0.5, "min_n": 500},
+        }
+        s.add(
+            MetricAlert(
+                project_id=project_id,
+                kind="override_rise",
+                model_version="v1",
+                day=DAY,
+                observed=0.4,
+                baseline=0.1,
+                p_value=0.001,
+                message="Override rate of v1 rose to 40.0%",
+            )
+        )
+    drain(lambda: transaction(engine))
+    return {"project_id": project_id, "sk": secret, "pk": publishable}

@@ -9,4 +9,7 @@ from .blueprint import bp
 # isort: split
 from . import cors, datasets, examples, feedback, openapi, predictions, problems  # noqa: F401
 
+# isort: split
+from . import metrics  # noqa: F401
+
 __all__ = ["bp"]
