@@ -88,7 +88,7 @@ function coreFor(server, key) {
   core.sender = new Sender(core.queue, {
     post: (body) => post(core, body),
     setTimer: (fn, ms) => setTimeout(guard(fn), ms),
-    clearTimer: clearTimeout,
+    clearTimer: (timer) => clearTimeout(timer),
     sent: (results) => {
       for (const [el, items] of byOwner(core, results)) {
         el?.update(items.map((r) => r.id), "saved");
