@@ -11,14 +11,16 @@ from __future__ import annotations
 
 from flask import Response, g, request
 
+from corrigenda import erasure
 from corrigenda.datasets import Record, Splitter
 from corrigenda.examples import Cursor, read_stream
+from corrigenda.models import Project
 
-from ..extensions import get_engine
+from ..extensions import db_transaction, get_engine
 from .auth import require_key
 from .blueprint import bp
 from .datasets import _project_slug
-from .problems import ApiProblem
+from .problems import ApiProblem, json_response
 
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 10_000
@@ -64,3 +66,16 @@ def _bad(path: str, message: str) -> ApiProblem:
     return ApiProblem(
         422, "Invalid query", message, [{"path": path, "message": message}], type="validation"
     )
+
+
+@bp.delete("/projects/<slug>/end-users/<path:end_user>")
+@require_key("secret")
+def erase_end_user(slug: str, end_user: str) -> Response:
+    """Erase everything one end user said (by the pseudonymous id the product sent)."""
+    _project_slug(slug)
+    with db_transaction() as session:
+        project = session.get(Project, g.project.id)
+        result = erasure.erase_end_user(
+            session, project=project, end_user=end_user, actor=f"api_key:{g.api_key.prefix}"
+        )
+    return json_response(result.as_dict())
