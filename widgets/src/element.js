@@ -226,8 +226,9 @@ export function defineElement(rt) {
 
     /** The runtime's news about this element's events: "saved", "retry" or "error". */
     update(ids, news) {
-      for (const id of ids) this.pending.delete(id);
-      if (news === "error" || (this.pending.size ? news === "retry" : news === "saved")) this.show(news);
+      const mine = ids.filter((id) => this.pending.delete(id)).length;
+      if (news === "retry" ? this.pending.size : mine && (news === "error" || !this.pending.size))
+        this.show(news);
     }
   }
 
