@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, select
+import orjson
+from sqlalchemy import Table, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 from sqlmodel import Session, col
@@ -266,9 +267,13 @@ def record_feedback(
         return outcome
     received = utcnow()
     rows = [_event_row(project, e, source, origin, received) for e in storable]
-    table: Table = FeedbackEvent.__table__  # type: ignore[attr-defined]
-    statement = _insert(session, table).on_conflict_do_nothing(index_elements=["event_id"])
-    inserted = dict(session.execute(statement.returning(table.c.event_id, table.c.id), rows).all())
+    if session.get_bind().dialect.name == "postgresql":
+        inserted = _insert_events_unnest(session, rows)
+    else:
+        table: Table = FeedbackEvent.__table__  # type: ignore[attr-defined]
+        statement = _insert(session, table).on_conflict_do_nothing(index_elements=["event_id"])
+        returning = statement.returning(table.c.event_id, table.c.id)
+        inserted = dict(session.execute(returning, rows).all())
     for item in storable:
         row_id = inserted.pop(item.event.id, None)
         if row_id is None:
@@ -321,6 +326,46 @@ def _event_row(
         "received_at": received,
         "time_to_decision_ms": event.time_to_decision_ms,
     }
+
+
+# PostgreSQL: one short statement over arrays instead of a 500-row VALUES list, so the
+# driver neither parses nor the server plans thousands of parameters per batch.
+_UNNEST_INSERT = text(
+    """
+    INSERT INTO feedback_event (event_id, project_id, prediction_id, kind, value, comment,
+        end_user, session_id, source, origin, client_time, received_at, time_to_decision_ms)
+    SELECT e.event_id, :project_id, e.prediction_id, e.kind, e.value::jsonb, e.comment,
+        e.end_user, e.session_id, :source, :origin, e.client_time, :received_at, e.ttd
+    FROM unnest(CAST(:event_ids AS uuid[]), CAST(:prediction_ids AS bigint[]),
+        CAST(:kinds AS text[]), CAST(:vals AS text[]), CAST(:comments AS text[]),
+        CAST(:end_users AS text[]), CAST(:sessions AS text[]),
+        CAST(:client_times AS timestamptz[]), CAST(:ttds AS integer[]))
+        AS e(event_id, prediction_id, kind, value, comment, end_user, session_id,
+             client_time, ttd)
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING event_id, id
+    """
+)
+
+
+def _insert_events_unnest(session: Session, rows: list[dict[str, Any]]) -> dict[Any, int]:
+    first = rows[0]
+    params = {
+        "project_id": first["project_id"],
+        "source": first["source"],
+        "origin": first["origin"],
+        "received_at": first["received_at"],
+        "event_ids": [r["event_id"] for r in rows],
+        "prediction_ids": [r["prediction_id"] for r in rows],
+        "kinds": [r["kind"] for r in rows],
+        "vals": [None if r["value"] is None else orjson.dumps(r["value"]).decode() for r in rows],
+        "comments": [r["comment"] for r in rows],
+        "end_users": [r["end_user"] for r in rows],
+        "sessions": [r["session_id"] for r in rows],
+        "client_times": [r["client_time"] for r in rows],
+        "ttds": [r["time_to_decision_ms"] for r in rows],
+    }
+    return dict(session.execute(_UNNEST_INSERT, params).all())  # type: ignore[call-overload]
 
 
 def _insert(session: Session, table: Table) -> Any:

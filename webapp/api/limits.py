@@ -41,7 +41,7 @@ def init_limiter(app: Flask, settings: Settings) -> Limiter:
         if settings.redis_url
         else {},
         key_prefix=_key_prefix(settings),
-        strategy="moving-window" if not settings.redis_url else "fixed-window",
+        strategy="fixed-window",  # O(1) per hit; moving-window stores every hit
         headers_enabled=True,
         in_memory_fallback_enabled=True,
         swallow_errors=True,
