@@ -125,15 +125,18 @@ def wait_state(page, name: str) -> None:  # type: ignore[no-untyped-def]
     )
 
 
-def go_offline(page, api_url: str) -> None:  # type: ignore[no-untyped-def]
+def go_offline(page, api) -> None:  # type: ignore[no-untyped-def]
     # Chromium's offline emulation still lets loopback requests through, so also abort
-    # every request to the Corrigenda server.
+    # every request to the Corrigenda server; and since beacons sent while a page unloads
+    # escape request routing, the server side answers 503 (storing nothing) meanwhile.
     page.context.set_offline(True)
-    page.context.route(f"{api_url}/api/**", lambda route: route.abort("internetdisconnected"))
+    page.context.route(f"{api[0].url}/api/**", lambda route: route.abort("internetdisconnected"))
+    api[1].down = True
 
 
-def go_online(page, api_url: str) -> None:  # type: ignore[no-untyped-def]
-    page.context.unroute(f"{api_url}/api/**")
+def go_online(page, api) -> None:  # type: ignore[no-untyped-def]
+    api[1].down = False
+    page.context.unroute(f"{api[0].url}/api/**")
     page.context.set_offline(False)
 
 
@@ -234,13 +237,13 @@ def test_offline_then_online_delivers_exactly_once(page, host, api, shop, artifa
         shop,
         widget_tag(shop["token"], "t-1", task_type="classification", labels=LABELS, output="bug"),
     )
-    go_offline(page, api[0].url)
+    go_offline(page, api)
     page.get_by_role("button", name="Yes").click()
     wait_state(page, "retry")
     page.locator("corrigenda-feedback").screenshot(path=artifacts_dir / "widget-retrying.png")
     assert decisions(shop["engine"]) == []
     assert "accept" in page.evaluate("localStorage.getItem(Object.keys(localStorage)[0])")
-    go_online(page, api[0].url)  # fires `online`: the widget flushes at once
+    go_online(page, api)  # fires `online`: the widget flushes at once
     wait_state(page, "saved")
     page.evaluate("Corrigenda.flush()")
     assert_once(shop["engine"], Counter(accept=1))
@@ -251,7 +254,7 @@ def test_offline_then_online_delivers_exactly_once(page, host, api, shop, artifa
 def test_reload_while_offline_resumes_on_the_next_load(page, host, api, shop) -> None:  # type: ignore[no-untyped-def]
     tag = widget_tag(shop["token"], "t-1", task_type="classification", labels=LABELS, output="bug")
     console = open_host(page, host, api, shop, tag)
-    go_offline(page, api[0].url)
+    go_offline(page, api)
     page.get_by_role("button", name="No").click()
     page.get_by_role("button", name="billing").click()
     page.get_by_role("button", name="Send").click()
@@ -262,7 +265,7 @@ def test_reload_while_offline_resumes_on_the_next_load(page, host, api, shop) ->
         pass
     page.wait_for_load_state()
     assert decisions(shop["engine"]) == [], "nothing may have slipped out while offline"
-    go_online(page, api[0].url)
+    go_online(page, api)
     page.goto(host[0].url + "/")
     wait_for(lambda: len(decisions(shop["engine"])) == 1, 20, message="resumed after reload")
     until(page, "() => localStorage.length === 0")

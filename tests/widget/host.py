@@ -119,6 +119,7 @@ class Faults:
     def __init__(self, app: Any) -> None:
         self.app = app
         self.fail_next = 0
+        self.down = False
         self.stall_next = 0
         self.release = threading.Event()
         self.seen_posts = 0
@@ -131,9 +132,9 @@ class Faults:
         if is_post:
             with self.lock:
                 self.seen_posts += 1
-                fail = self.fail_next > 0
+                fail = self.down or self.fail_next > 0
                 stall = not fail and self.stall_next > 0
-                if fail:
+                if fail and not self.down:
                     self.fail_next -= 1
                 if stall:
                     self.stall_next -= 1
