@@ -6,14 +6,19 @@ import os
 import socket
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
+import httpx
 import pytest
+from sqlmodel import select
 
 from corrigenda.db import make_engine, transaction
 from corrigenda.keys import find_active_key
+from corrigenda.models import FeedbackEvent, Prediction
 from corrigenda.projects import get_project
 from corrigenda.users import authenticate
+from tests.services import wait_for
 
 
 def run_cli(
@@ -143,3 +148,96 @@ def test_up_refuses_a_port_in_use(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert f"port {port} is already in use" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+class RunningServer:
+    """``corrigenda up`` as a real child process on a free port."""
+
+    def __init__(self, data_dir: Path, *args: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = data_dir.parent / f"up-{self.port}.log"
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
+        command = [
+            sys.executable,
+            "-m",
+            "corrigenda",
+            "up",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(data_dir),
+            *args,
+        ]
+        self.process = subprocess.Popen(
+            command,
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "CORRIGENDA_SWEEP_INTERVAL_SECONDS": "0.5"},
+        )
+        wait_for(self._healthy, timeout=60, message=f"server did not start: {self.output()}")
+
+    def _healthy(self) -> bool:
+        assert self.process.poll() is None, self.output()
+        try:
+            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def output(self) -> str:
+        return self.log.read_text() if self.log.exists() else ""
+
+    def stop(self) -> int:
+        self.process.terminate()
+        return self.process.wait(30)
+
+
+def test_up_demo_serves_health_login_and_the_demo_page(tmp_path: Path) -> None:
+    server = RunningServer(tmp_path / "data", "--demo")
+    try:
+        banner = server.output()
+        assert f"Corrigenda is running at http://127.0.0.1:{server.port}" in banner
+        assert "log in as admin@example.com with password" in banner
+        assert httpx.get(f"{server.url}/login").status_code == 200
+        demo = httpx.get(f"{server.url}/demo")
+        assert demo.status_code == 200
+        assert "<corrigenda-feedback" in demo.text and "/widget.js" in demo.text
+        assert httpx.get(f"{server.url}/widget.js").status_code == 200
+    finally:
+        assert server.stop() == 0
+
+
+def test_a_restart_processes_events_committed_before_it(tmp_path: Path) -> None:
+    """Events committed but not processed when the process died are picked up on start."""
+    data_dir = tmp_path / "data"
+    server = RunningServer(data_dir, "--demo")
+    server.stop()
+    engine = make_engine(f"sqlite:///{data_dir / 'corrigenda.db'}")
+    with transaction(engine) as session:
+        prediction = session.exec(
+            select(Prediction).where(Prediction.client_id == "ticket-2")
+        ).one()
+        event = FeedbackEvent(
+            event_id=uuid.uuid4(),
+            project_id=prediction.project_id,
+            prediction_id=prediction.id,
+            kind="correct",
+            value="feature request",
+            end_user="u-1",
+            source="api",
+        )
+        session.add(event)
+        session.flush()
+        event_id = event.id
+
+    def processed() -> bool:
+        with transaction(engine) as session:
+            return session.get(FeedbackEvent, event_id).processed_at is not None
+
+    server = RunningServer(data_dir)
+    try:
+        wait_for(processed, timeout=30, message="the committed event was never processed")
+    finally:
+        server.stop()
+        engine.dispose()
