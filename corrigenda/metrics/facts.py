@@ -12,9 +12,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import or_
+from sqlalchemy import BigInteger, String, any_, bindparam, insert, or_
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session, col, select
 
+from ..db import is_sqlite
 from ..models import (
     Example,
     FeedbackEvent,
@@ -40,6 +42,15 @@ CHUNK = 900
 COUNTED_IGNORE_REASONS = ("superseded",)  # stays under SQLite's bound-parameter limit
 
 
+def member_of(session: Session, column: Any, values: Sequence[Any]) -> Any:
+    """``column IN values``; on PostgreSQL one array parameter (``= ANY``), which spares the
+    driver parsing thousands of placeholders per query."""
+    if is_sqlite(session.get_bind()):
+        return col(column).in_(values)
+    item = String() if values and isinstance(values[0], str) else BigInteger()
+    return col(column) == any_(bindparam(None, list(values), type_=ARRAY(item)))
+
+
 def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -57,12 +68,18 @@ class Inputs:
 
 
 def refresh_facts(
-    session: Session, prediction_ids: Iterable[int], *, audited: set[int] | None = None
+    session: Session,
+    prediction_ids: Iterable[int],
+    *,
+    audited: set[int] | None = None,
+    fresh: dict[RollupKey, dict[str, float]] | None = None,
 ) -> int:
     """Recompute the facts of these predictions (and of their shadow twins); apply deltas.
 
     ``audited`` may carry the prediction ids with a settled audit item, prefetched by a
-    rebuild; otherwise they are looked up. Returns how many facts changed."""
+    rebuild; otherwise they are looked up. With ``fresh`` (a rebuild, no facts exist yet) the
+    facts are bulk-inserted and the rollup deltas summed into ``fresh`` for the caller to
+    write once. Returns how many facts changed."""
     ids = sorted(set(prediction_ids))
     if not ids:
         return 0
@@ -73,12 +90,25 @@ def refresh_facts(
     _load_events(session, inputs)
     _load_settled(session, inputs, audited)
     _load_policies(session, inputs)
+    if fresh is not None:
+        return _insert_facts(session, inputs, fresh)
     return _write_facts(session, inputs)
+
+
+def _insert_facts(
+    session: Session, inputs: Inputs, deltas: dict[RollupKey, dict[str, float]]
+) -> int:
+    rows = [_fact_values(inputs, p) for p in inputs.predictions.values()]
+    for values in rows:
+        _accumulate(deltas, _keys(values), values["contribution"], 1.0)
+    if rows:  # Core insert: no ORM objects, one executemany
+        session.connection().execute(insert(MetricFact.__table__), rows)  # type: ignore[arg-type]
+    return len(rows)
 
 
 def _load_predictions(session: Session, inputs: Inputs, ids: Sequence[int]) -> None:
     for part in chunks(ids):
-        for p in session.exec(select(Prediction).where(col(Prediction.id).in_(part))):
+        for p in session.exec(select(Prediction).where(member_of(session, Prediction.id, part))):
             inputs.predictions[p.id] = p  # type: ignore[index]
 
 
@@ -92,7 +122,7 @@ def _add_shadow_twins(session: Session, inputs: Inputs) -> None:
     for project_id, client_ids in by_project.items():
         for part in chunks(client_ids):
             query = select(MetricFact.prediction_id).where(
-                MetricFact.project_id == project_id, col(MetricFact.shadow_of).in_(part)
+                MetricFact.project_id == project_id, member_of(session, MetricFact.shadow_of, part)
             )
             twin_ids.extend(session.exec(query))
     _load_predictions(session, inputs, [i for i in twin_ids if i not in inputs.predictions])
@@ -106,7 +136,7 @@ def _load_productions(session: Session, inputs: Inputs) -> None:
     for project_id, client_ids in wanted.items():
         for part in chunks(sorted(client_ids)):
             query = select(Prediction).where(
-                Prediction.project_id == project_id, col(Prediction.client_id).in_(part)
+                Prediction.project_id == project_id, member_of(session, Prediction.client_id, part)
             )
             for p in session.exec(query):
                 inputs.productions[(project_id, p.client_id)] = p
@@ -125,7 +155,7 @@ def _load_events(session: Session, inputs: Inputs) -> None:
     )
     for part in chunks(ids):
         query = select(*columns).where(
-            col(FeedbackEvent.prediction_id).in_(part),
+            member_of(session, FeedbackEvent.prediction_id, part),
             or_(
                 col(FeedbackEvent.ignored_reason).is_(None),
                 col(FeedbackEvent.ignored_reason).in_(COUNTED_IGNORE_REASONS),
@@ -146,7 +176,7 @@ def _load_settled(session: Session, inputs: Inputs, audited: set[int] | None) ->
         for part in chunks(ordered):
             query = select(Example.prediction_id, Example.target).where(
                 Example.project_id == project_id,
-                col(Example.prediction_id).in_(part),
+                member_of(session, Example.prediction_id, part),
                 col(Example.deleted_at).is_(None),
             )
             for prediction_id, target in session.exec(query):
@@ -157,7 +187,7 @@ def _audited_ids(session: Session, ids: Sequence[int]) -> set[int]:
     found: set[int] = set()
     for part in chunks(ids):
         query = select(ReviewItem.prediction_id).where(
-            col(ReviewItem.prediction_id).in_(part),
+            member_of(session, ReviewItem.prediction_id, part),
             ReviewItem.reason == "audit",
             ReviewItem.status == "done",
         )
@@ -230,7 +260,9 @@ def _keys(values: dict[str, Any]) -> list[RollupKey]:
 def _existing_facts(session: Session, ids: list[int]) -> dict[int, MetricFact]:
     found: dict[int, MetricFact] = {}
     for part in chunks(sorted(ids)):
-        for fact in session.exec(select(MetricFact).where(col(MetricFact.prediction_id).in_(part))):
+        for fact in session.exec(
+            select(MetricFact).where(member_of(session, MetricFact.prediction_id, part))
+        ):
             found[fact.prediction_id] = fact
     return found
 

@@ -13,6 +13,7 @@ older than ``GAP_SETTLE_SECONDS``; recomputing a prediction twice is harmless.
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import takewhile
@@ -32,6 +33,7 @@ from ..models import (
     utcnow,
 )
 from .facts import audited_ids_for_project, refresh_facts
+from .rollups import RollupKey, apply_deltas
 
 WATERMARK = "rollups"
 GAP_SETTLE_SECONDS = 300.0
@@ -173,6 +175,7 @@ def rebuild_project(session: Session, project_id: int, *, batch: int = 2000) -> 
     session.flush()
     audited = audited_ids_for_project(session, project_id)
     last, total = 0, 0
+    deltas: dict[RollupKey, dict[str, float]] = defaultdict(dict)
     while True:
         ids = list(
             session.exec(
@@ -183,10 +186,12 @@ def rebuild_project(session: Session, project_id: int, *, batch: int = 2000) -> 
             )
         )
         if not ids:
-            return total
-        total += refresh_facts(session, ids, audited=audited)
+            break
+        total += refresh_facts(session, ids, audited=audited, fresh=deltas)
         session.expunge_all()
         last = ids[-1]
+    apply_deltas(session, deltas)
+    return total
 
 
 def rebuild_all(session: Session, *, batch: int = 2000) -> int:
