@@ -19,7 +19,7 @@ from sqlmodel import Session, col, or_, select
 
 from .aggregate import Tally, Vote, error_cost, label_key, review_priority, weighted_majority
 from .bulk import chunks
-from .examples import next_seq, upsert_example
+from .examples import delete_example, upsert_example
 from .models import (
     Cluster,
     Decision,
@@ -324,6 +324,7 @@ def _write_examples(
                     provenance=provenance,
                     agreement=round(need.agreement or 0.0, 6),
                 )
+                _revive(session, ctx.examples[pid])
                 result.examples_written += 1
         elif (
             existing is not None and existing.source == "consensus" and existing.deleted_at is None
@@ -344,11 +345,15 @@ def _example_differs(existing: Example | None, need: Need, provenance: dict[str,
 
 def _retract(session: Session, example: Example) -> None:
     """Consensus fell apart (e.g. a conflicting opinion arrived): withdraw the example."""
-    example.deleted_at = utcnow()
-    example.updated_at = example.deleted_at
-    example.seq = next_seq(session, example.project_id)
-    session.add(example)
-    session.flush()
+    delete_example(session, example=example)
+
+
+def _revive(session: Session, example: Example) -> None:
+    """A withdrawn example settled again: ``upsert_example`` moved it; make it live."""
+    if example.deleted_at is not None:
+        example.deleted_at = None
+        session.add(example)
+        session.flush()
 
 
 def _desired_items(

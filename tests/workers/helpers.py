@@ -91,7 +91,13 @@ def variant(text: str, n: int) -> str:
 
 
 def build_workload(
-    engine: Engine, *, predictions: int = 30, users: int = 6, events: int = 120, seed: int = 7
+    engine: Engine,
+    *,
+    predictions: int = 30,
+    users: int = 6,
+    events: int = 120,
+    seed: int = 7,
+    slug: str = "work",
 ) -> list[int]:
     """A project, predictions over a few repeated inputs, and a noisy event stream."""
     import random
@@ -100,13 +106,13 @@ def build_workload(
 
     rng = random.Random(seed)
     with transaction(engine) as session:
-        project = make_project(session, "work")
+        project = make_project(session, slug)
         project.policy = {**project.policy, "audit_rate": 0.2}
         made = [
             make_prediction(
                 session,
                 project,
-                f"p{i:03d}",
+                f"{slug}-{i:03d}",
                 input={"text": variant(TEXTS[i % len(TEXTS)], i // len(TEXTS))},
                 output=LABELS[i % 3],
                 confidence=round(0.5 + (i % 5) / 10, 2),
@@ -116,8 +122,10 @@ def build_workload(
         ids = []
         for _ in range(events):
             prediction = rng.choice(made)
-            kind = rng.choice(["view", "accept", "correct", "correct", "reject", "flag"])
-            value = rng.choice(LABELS[:3]) if kind == "correct" else None
+            kind = rng.choice(["view", "view", "accept", "correct", "correct", "correct", "reject"])
+            truth = LABELS[(made.index(prediction) % len(TEXTS)) % 3]
+            noisy = rng.choice(LABELS[:3]) if rng.random() < 0.2 else truth
+            value = noisy if kind == "correct" else None
             event = make_event(
                 session,
                 prediction,

@@ -231,6 +231,12 @@ def test_a_tie_goes_to_review_as_a_conflict_and_withdraws_consensus(engine: Engi
     assert examples(engine) == []
     (item,) = items(engine)
     assert (item.reason, item.status, item.prediction_id) == ("conflict", "pending", pid)
+    # both change their minds later: consensus again, the example comes back, the item goes
+    event(engine, pid, "correct", "billing", end_user="cy", seconds=60)
+    event(engine, pid, "correct", "billing", end_user="dee", seconds=60)
+    run(engine)
+    assert [(e.target, e.agreement) for e in examples(engine)] == [("billing", 1.0)]
+    assert items(engine) == []
 
 
 def test_one_open_item_per_cluster_with_overlap_from_policy(engine: Engine) -> None:
