@@ -10,12 +10,12 @@ already served. ``max(seq) + 1`` (or a plain sequence) breaks on PostgreSQL: two
 take 7 and 8, 8 commits first, a reader serves 8 and moves its cursor past 7 forever.
 
 * **PostgreSQL**: ``seq`` is the writing transaction's id (``pg_current_xact_id()``, a
-  64-bit xid8 that never wraps). A reader serves only rows with
-  ``seq < pg_snapshot_xmin(pg_current_snapshot())``, the oldest transaction still running
-  when the reading statement started. Every transaction below that horizon has finished,
+  64-bit xid8 that never wraps). A reader serves only rows with ``seq`` below a horizon:
+  the oldest transaction of this database still running when the reading statement's
+  snapshot was taken (``PG_HORIZON``). Every transaction below that horizon has finished,
   so the set of rows below it can no longer change except by a *new* write, which gets a
   new, larger transaction id. Writers take no extra lock; a long-running writing
-  transaction only delays the stream (never loses rows).
+  transaction in this database only delays the stream (never loses rows).
 * **SQLite**: writers are serialized (``BEGIN IMMEDIATE``), so ``max(seq) + 1`` taken
   inside the write transaction grows in commit order and needs no horizon.
 
@@ -153,30 +153,56 @@ def _touch(session: Session, example: Example) -> None:
 
 # --- reading the stream -------------------------------------------------------------------
 
+# The oldest transaction still running when this statement's snapshot was taken, ignoring
+# transactions *proven* to belong to another database on the same server (they cannot
+# write our rows; without this a bulk load in a neighbouring database stalls the stream).
+# An xid not found in pg_locks any more (it just ended) is not proven foreign, so it still
+# holds the horizon back: the check errs on the safe side. pg_locks shows 32-bit xids.
+PG_HORIZON = (
+    "(SELECT coalesce(min(x::text::bigint), "
+    "pg_snapshot_xmax(pg_current_snapshot())::text::bigint) "
+    "FROM pg_snapshot_xip(pg_current_snapshot()) AS x WHERE NOT EXISTS ("
+    "SELECT 1 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+    "WHERE l.locktype = 'transactionid' AND l.granted "
+    "AND l.transactionid::text::bigint = x::text::bigint % 4294967296 "
+    "AND a.datname IS DISTINCT FROM current_database()))"
+)
+
 STREAM_COLUMNS = (
     "e.id, e.seq, e.revision, e.deleted_at, e.cluster_id, e.source, e.weight, e.agreement, "
-    "e.is_gold, {input}, {target}, {model_output}, e.created_at, e.updated_at, "
+    "e.is_gold, {input}, {target}, {model_output}, {created_at}, {updated_at}, "
     "p.client_id, p.model_version, {segment}, p.confidence"
 )
 
 
-def json_text(connection: Connection | None, column: str) -> str:
-    """Select a JSON column as its text (no decode/re-encode on the way out)."""
-    if connection is not None and connection.dialect.name == "postgresql":
-        return f"{column}::text"
-    return column
+def stream_columns(dialect: str) -> str:
+    """``STREAM_COLUMNS`` for ``dialect``: JSON as its text and timestamps as ISO 8601 UTC
+    text on PostgreSQL (no decode/re-encode in Python on the way out)."""
+    if dialect != "postgresql":
+        return STREAM_COLUMNS.format(
+            input="e.input",
+            target="e.target",
+            model_output="e.model_output",
+            segment="p.segment",
+            created_at="e.created_at",
+            updated_at="e.updated_at",
+        )
+    iso = """to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')"""
+    return STREAM_COLUMNS.format(
+        input="e.input::text",
+        target="e.target::text",
+        model_output="e.model_output::text",
+        segment="p.segment::text",
+        created_at=iso.format("e.created_at"),
+        updated_at=iso.format("e.updated_at"),
+    )
 
 
 def stream_sql(connection: Connection) -> str:
-    columns = STREAM_COLUMNS.format(
-        input=json_text(connection, "e.input"),
-        target=json_text(connection, "e.target"),
-        model_output=json_text(connection, "e.model_output"),
-        segment=json_text(connection, "p.segment"),
-    )
+    columns = stream_columns(connection.dialect.name)
     horizon = ""
     if connection.dialect.name == "postgresql":
-        horizon = "AND e.seq < pg_snapshot_xmin(pg_current_snapshot())::text::bigint "
+        horizon = f"AND e.seq < {PG_HORIZON} "
     return (
         f"SELECT {columns} FROM example e LEFT JOIN prediction p ON p.id = e.prediction_id "
         "WHERE e.project_id = :project_id AND (e.seq > :seq OR (e.seq = :seq AND e.id > :id)) "
@@ -198,10 +224,7 @@ def read_stream(
 def stream_horizon(connection: Connection, project_id: int) -> Cursor:
     """The cursor up to which the stream is complete right now (see module docstring)."""
     if connection.dialect.name == "postgresql":
-        xmin = connection.execute(
-            text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-        ).scalar_one()
-        return Cursor(int(xmin), 0)
+        return Cursor(int(connection.execute(text(f"SELECT {PG_HORIZON}")).scalar_one()), 0)
     current = connection.execute(
         select(func.max(Example.seq)).where(col(Example.project_id) == project_id)
     ).scalar_one()

@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import click
+import httpx
 import orjson
 
 from ..client import ApiError, Client
+from ..client.datasets import DownloadError
 from ..datasets.formats import FORMATS
 
 
@@ -40,8 +42,8 @@ def _fail_on_api_error(call: Any) -> Any:
         return call()
     except ApiError as exc:
         raise click.ClickException(str(exc)) from exc
-    except (RuntimeError, TimeoutError) as exc:
-        raise click.ClickException(str(exc)) from exc
+    except (RuntimeError, TimeoutError, DownloadError, httpx.HTTPError) as exc:
+        raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
 
 
 @export.command("create")

@@ -202,56 +202,55 @@ class ParquetWriter(FormatWriter):
         super().__init__(root, context, folder, "parquet")
         self.schema = parquet_schema(context.task_type)
         self._multilabel = context.task_type == "multilabel"
-        self._columns: dict[str, list[list[Any]]] = {}
+        self._rows: dict[str, list[tuple[Any, ...]]] = {}
         self._writers: dict[str, pq.ParquetWriter] = {}
 
     def add(self, record: Record) -> None:
         split = record.split or "train"
-        columns = self._columns.get(split)
-        if columns is None:
-            columns = self._columns[split] = [[] for _ in self.schema.names]
-        values = (
-            record.id,
-            split,
-            record.text,
-            _as_label(record.target, self._multilabel),
-            _as_label(record.model_output, self._multilabel),
-            record.model_version,
-            record.source,
-            record.agreement,
-            record.weight,
-            record.is_gold,
-            record.cluster_id,
-            record.revision,
-            record.created_at,
-            record.input_json,
-            record.segment_json,
+        rows = self._rows.get(split)
+        if rows is None:
+            rows = self._rows[split] = []
+        multilabel = self._multilabel
+        rows.append(
+            (
+                record.id,
+                split,
+                record.text,
+                _as_label(record.target, multilabel),
+                _as_label(record.model_output, multilabel),
+                record.model_version,
+                record.source,
+                record.agreement,
+                record.weight,
+                record.is_gold,
+                record.cluster_id,
+                record.revision,
+                record.created_at,
+                record.input_json,
+                record.segment_json,
+            )
         )
-        for column, value in zip(columns, values, strict=True):
-            column.append(value)
         self.rows[split] += 1
-        if len(columns[0]) >= PARQUET_BATCH:
+        if len(rows) >= PARQUET_BATCH:
             self._flush(split)
 
     def _flush(self, split: str) -> None:
-        columns = self._columns[split]
-        if not columns[0]:
+        """Write the buffered rows as one row group (columns built once per batch)."""
+        rows = self._rows[split]
+        if not rows:
             return
         writer = self._writers.get(split)
         if writer is None:
             path = self.root / self.name_for(split)
             path.parent.mkdir(parents=True, exist_ok=True)
             writer = self._writers[split] = pq.ParquetWriter(path, self.schema, compression="zstd")
-        table = pa.Table.from_arrays(
-            [pa.array(c, type=f.type) for c, f in zip(columns, self.schema, strict=True)],
-            schema=self.schema,
-        )
-        writer.write_table(table)
-        for column in columns:
-            column.clear()
+        columns = zip(*rows, strict=True)
+        arrays = [pa.array(c, type=f.type) for c, f in zip(columns, self.schema, strict=True)]
+        writer.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
+        rows.clear()
 
     def close(self) -> dict[str, dict[str, Any]]:
-        for split in list(self._columns):
+        for split in list(self._rows):
             self._flush(split)
         for writer in self._writers.values():
             writer.close()

@@ -16,6 +16,7 @@ from .records import Record
 
 MANIFEST_VERSION = 1
 MAX_DISTINCT_LABELS = 1000
+AGREEMENT_BINS = ("0.0-0.2", "0.2-0.4", "0.4-0.6", "0.6-0.8", "0.8-1.0")
 
 
 @dataclass
@@ -58,18 +59,18 @@ class BuildStats:
 
     def _add_labels(self, split: str, target: Any) -> None:
         counter = self.labels[split]
-        for label in target if isinstance(target, list) else [target]:
+        for label in target if isinstance(target, list) else (target,):
             key = label if isinstance(label, str) else "(other)"
-            if key not in counter and len(counter) >= MAX_DISTINCT_LABELS:
-                key = "(other)"
-            counter[key] += 1
+            if key in counter:
+                counter[key] += 1
+            else:
+                counter[key if len(counter) < MAX_DISTINCT_LABELS else "(other)"] += 1
 
     def _add_agreement(self, value: float) -> None:
         self.agreement_n += 1
         self.agreement_sum += value
         self.agreement_min = value if self.agreement_min is None else min(self.agreement_min, value)
-        low = min(int(value * 5), 4) / 5
-        self.agreement_bins[f"{low:.1f}-{low + 0.2:.1f}"] += 1
+        self.agreement_bins[AGREEMENT_BINS[min(max(int(value * 5), 0), 4)]] += 1
 
     def agreement(self) -> dict[str, Any]:
         mean = self.agreement_sum / self.agreement_n if self.agreement_n else None

@@ -14,6 +14,11 @@ def iso(value: Any) -> str | None:
     """A UTC ISO 8601 string from a driver value (datetime on PostgreSQL, text on SQLite)."""
     if value is None:
         return None
+    if isinstance(value, str):
+        if value.endswith("+00:00") and value[10] == "T":
+            return value  # already ISO UTC (PostgreSQL formats it in the query)
+        if len(value) == 26 and value[10] == " ":
+            return f"{value[:10]}T{value[11:]}+00:00"  # SQLite's UTC text
     if isinstance(value, datetime):
         moment = value if value.tzinfo else value.replace(tzinfo=UTC)
         return moment.astimezone(UTC).isoformat()

@@ -76,7 +76,7 @@ def test_cli_export_commands(served, tmp_path: Path) -> None:
     downloaded = runner.invoke(
         main, [*base, "download", "1", "--dest", str(tmp_path), "--format", "csv"]
     )
-    assert downloaded.exit_code == 0, downloaded.output
+    assert downloaded.exit_code == 0, (downloaded.output, downloaded.exception)
     assert list((tmp_path / "demo-v1" / "csv").glob("*.csv"))
     cursor_file = tmp_path / "cursor"
 

@@ -160,3 +160,19 @@ def test_stream_never_skips_or_repeats_under_concurrent_writers(db_url: str) -> 
     # Every revision an example went through while the reader was paging is at most once.
     assert all(r <= final[i] for i, r in served)
     engine.dispose()
+
+
+def test_a_writer_in_another_database_does_not_stall_the_stream(pg_url: str) -> None:
+    import psycopg
+
+    from tests.services import POSTGRES_ADMIN_URL
+
+    engine = make_engine(pg_url)
+    project_id = new_project(engine)
+    with psycopg.connect(POSTGRES_ADMIN_URL) as neighbour:
+        neighbour.execute("SELECT pg_current_xact_id()")  # holds an xid, in another database
+        ids = add_examples(engine, project_id, 3)
+        seen, _ = drain(engine, project_id, expect=3)
+        neighbour.rollback()
+    assert [r.id for r in seen] == ids
+    engine.dispose()
