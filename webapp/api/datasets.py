@@ -13,12 +13,13 @@ from corrigenda.datasets import DatasetRequestError, LocalStorage, create_versio
 from corrigenda.datasets.storage import register_data_dir
 from corrigenda.models import DatasetVersion
 from corrigenda.schemas.common import field_errors
-from corrigenda.schemas.datasets import DatasetCreate, DatasetFile, DatasetPublic
+from corrigenda.schemas.datasets import DatasetCreate, DatasetFile, DatasetList, DatasetPublic
 
 from ..extensions import db_transaction, get_engine, get_settings, read_session
 from .auth import require_key
 from .blueprint import bp
 from .body import json_body
+from .openapi import Operation, document
 from .problems import ApiProblem, json_response
 
 BASE = "/projects/<slug>/datasets"
@@ -233,3 +234,72 @@ def public(version: DatasetVersion, *, with_files: bool = False) -> dict[str, An
                 DatasetFile(**f, url=f"{url}/files/{f['path']}") for f in version.manifest["files"]
             ]
     return body.model_dump(mode="json")
+
+
+SLUG = {"name": "slug", "in": "path", "required": True, "schema": {"type": "string"}}
+NUMBER = {"name": "number", "in": "path", "required": True, "schema": {"type": "integer"}}
+for _op in (
+    Operation(
+        BASE,
+        "post",
+        "Create a dataset version (built asynchronously)",
+        ("secret",),
+        request=[DatasetCreate],
+        responses={202: ("queued; poll the Location URL", DatasetPublic)},
+        parameters=[SLUG],
+    ),
+    Operation(
+        BASE,
+        "get",
+        "List dataset versions",
+        ("secret",),
+        responses={200: ("versions, newest first", DatasetList)},
+        parameters=[SLUG],
+    ),
+    Operation(
+        f"{BASE}/<number>",
+        "get",
+        "A version with its status, progress and files",
+        ("secret",),
+        responses={200: ("the version", DatasetPublic)},
+        parameters=[SLUG, NUMBER],
+        errors=(401, 403, 404),
+    ),
+    Operation(
+        f"{BASE}/<number>/manifest",
+        "get",
+        "The manifest (checksums, counts, filter…)",
+        ("secret",),
+        responses={200: ("manifest JSON", None)},
+        parameters=[SLUG, NUMBER],
+        errors=(401, 403, 404, 409),
+    ),
+    Operation(
+        f"{BASE}/<number>/datasheet",
+        "get",
+        "The datasheet (Markdown)",
+        ("secret",),
+        responses={200: ("text/markdown", None)},
+        parameters=[SLUG, NUMBER],
+        errors=(401, 403, 404, 409),
+    ),
+    Operation(
+        f"{BASE}/<number>/files/<path>",
+        "get",
+        "Download one file (strong ETag = sha256; Range and If-None-Match supported)",
+        ("secret",),
+        responses={200: ("the file", None), 206: ("a byte range", None), 304: ("unchanged", None)},
+        parameters=[SLUG, NUMBER, {**NUMBER, "name": "path", "schema": {"type": "string"}}],
+        errors=(401, 403, 404, 409),
+    ),
+    Operation(
+        f"{BASE}/<number>",
+        "delete",
+        "Delete a version's files (audit-logged)",
+        ("secret",),
+        responses={204: ("deleted", None)},
+        parameters=[SLUG, NUMBER],
+        errors=(401, 403, 404, 409),
+    ),
+):
+    document(_op)

@@ -20,6 +20,7 @@ from ..extensions import db_transaction, get_engine
 from .auth import require_key
 from .blueprint import bp
 from .datasets import _project_slug
+from .openapi import Operation, document
 from .problems import ApiProblem, json_response
 
 DEFAULT_LIMIT = 1000
@@ -79,3 +80,33 @@ def erase_end_user(slug: str, end_user: str) -> Response:
             session, project=project, end_user=end_user, actor=f"api_key:{g.api_key.prefix}"
         )
     return json_response(result.as_dict())
+
+
+document(
+    Operation(
+        "/projects/<slug>/examples",
+        "get",
+        "Examples changed after a cursor, as JSONL (keyset pages; tombstones for deletions)",
+        ("secret",),
+        responses={200: ("application/x-ndjson; header Corrigenda-Next-Cursor", None)},
+        parameters=[
+            {"name": "slug", "in": "path", "required": True, "schema": {"type": "string"}},
+            {"name": "since", "in": "query", "schema": {"type": "string", "default": "0"}},
+            {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": MAX_LIMIT}},
+        ],
+    )
+)
+document(
+    Operation(
+        "/projects/<slug>/end-users/<end_user>",
+        "delete",
+        "Erase an end user's events and opinions; re-settle; supersede affected versions",
+        ("secret",),
+        responses={200: ("what was erased", None)},
+        parameters=[
+            {"name": "slug", "in": "path", "required": True, "schema": {"type": "string"}},
+            {"name": "end_user", "in": "path", "required": True, "schema": {"type": "string"}},
+        ],
+        errors=(401, 403, 404),
+    )
+)
