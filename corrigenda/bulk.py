@@ -27,8 +27,9 @@ def insert_ignore(session: Session, table: Any, rows: Sequence[dict[str, Any]]) 
     if not rows:
         return
     insert = postgresql.insert if dialect(session) == "postgresql" else sqlite.insert
-    for part in chunks(rows, max(1, CHUNK // max(1, len(rows[0])))):
-        session.execute(insert(table).values(list(part)).on_conflict_do_nothing())
+    # executemany: SQLAlchemy batches it ("insertmanyvalues") with one cached compilation,
+    # where a literal multi-row VALUES would be compiled afresh for every batch.
+    session.execute(insert(table).on_conflict_do_nothing(), list(rows))
 
 
 def chunks(items: Sequence[T] | Iterable[T], size: int = CHUNK) -> Iterator[list[T]]:
@@ -53,3 +54,36 @@ def lock_project(session: Session, project_id: int) -> None:
             text("SELECT pg_advisory_xact_lock(:cls, :key)"),
             {"cls": PROCESSING_LOCK_CLASS, "key": int(project_id) & 0x7FFFFFFF},
         )
+
+
+def insert_arrays(
+    session: Session,
+    table: str,
+    columns: dict[str, tuple[str, Sequence[Any]]],
+    *,
+    returning: str | None = None,
+) -> list[Any]:
+    """PostgreSQL only: insert many rows in ONE statement from column arrays (``unnest``),
+    skipping conflicts. ``columns`` maps a column to its SQL type and values — a sequence,
+    or an array literal string (see ``array_literal``), much cheaper to send."""
+    names = ", ".join(columns)
+    arrays = ", ".join(f"CAST(:{name} AS {kind}[])" for name, (kind, _) in columns.items())
+    sql = f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}) ON CONFLICT DO NOTHING"
+    if returning:
+        sql += f" RETURNING {returning}"
+    params = {
+        name: values if isinstance(values, str) else list(values)
+        for name, (_, values) in columns.items()
+    }
+    result = session.execute(text(sql), params)
+    return list(result) if returning else []
+
+
+def array_literal(values: Iterable[Any]) -> str:
+    """A PostgreSQL array literal of numbers or plain tokens (no quoting needed)."""
+    return "{" + ",".join(map(str, values)) + "}"
+
+
+def bytea_array_literal(values: Iterable[bytes]) -> str:
+    """A PostgreSQL ``bytea[]`` literal in hex form."""
+    return "{" + ",".join(f'"\\\\x{value.hex()}"' for value in values) + "}"

@@ -4,7 +4,7 @@ Why our own MinHash rather than datasketch: the measured facts in the workers is
 the figures in docs/benchmarks.md) show a vectorised numpy pipeline computing an order of
 magnitude more signatures per second than datasketch's bulk path, and datasketch's default
 banding (threshold 0.8) misses ~13 % of planted near-duplicates. We band for a lower
-threshold (20 bands × 5 rows ≈ 0.55) and verify every candidate by the signatures'
+threshold (24 bands × 4 rows ≈ 0.45) and verify every candidate by the signatures'
 estimated Jaccard similarity, so recall comes from the banding and precision from the check.
 
 All hashing is seeded and stable across processes (tabulation hashing of the UTF-8 bytes
@@ -20,16 +20,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from sqlalchemy import text
 from sqlmodel import Session, col, select
 
-from .bulk import chunks, insert_ignore
-from .models import Cluster, ClusterContent, LshBand
+from .bulk import array_literal, bytea_array_literal, chunks, dialect, insert_arrays, insert_ignore
+from .models import Cluster, ClusterContent, LshBand, utcnow
 from .normalize import content_hash, normalize_text
 
 NUM_PERM = 128
-BANDS = 20
-ROWS = 5
-DEFAULT_THRESHOLD = 0.7
+BANDS = 24
+ROWS = 4
+DEFAULT_THRESHOLD = 0.6
 MAX_CHARS = 20_000
 CHUNK_SHINGLES = 1 << 12
 
@@ -113,7 +114,7 @@ def _minhash_block(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 
 
 def band_keys(signatures: np.ndarray) -> np.ndarray:
-    """Signed 64-bit keys, one per band (``n`` × 20), mixing band index and rows."""
+    """Signed 64-bit keys, one per band (``n`` × BANDS), mixing band index and rows."""
     rows = signatures[:, : BANDS * ROWS].astype(np.uint64).reshape(-1, BANDS, ROWS)
     keys = np.broadcast_to(_BAND_SALT, rows.shape[:2]).copy()
     for r in range(ROWS):
@@ -142,7 +143,7 @@ class _NewCluster:
     content_hash: str
     signature: np.ndarray
     keys: np.ndarray
-    cluster: Cluster | None = None
+    cluster_id: int | None = None
 
 
 def assign_clusters(
@@ -177,6 +178,13 @@ def assign_clusters(
 
 def _known_hashes(session: Session, project_id: int, hashes: list[str]) -> dict[str, int]:
     found: dict[str, int] = {}
+    if dialect(session) == "postgresql":
+        sql = text(
+            "SELECT content_hash, cluster_id FROM cluster_content "
+            "WHERE project_id = :project AND content_hash = ANY(CAST(:hashes AS varchar[]))"
+        )
+        params = {"project": project_id, "hashes": array_literal(hashes)}
+        return dict(session.execute(sql, params).all())  # type: ignore[arg-type]
     for part in chunks(hashes):
         query = select(ClusterContent.content_hash, ClusterContent.cluster_id).where(
             ClusterContent.project_id == project_id, col(ClusterContent.content_hash).in_(part)
@@ -217,7 +225,7 @@ def _place_new(
             choice[digest] = (target, True)
     _insert_clusters(session, project_id, new)
     return {
-        h: (t.cluster.id if isinstance(t, _NewCluster) else t, joined)  # type: ignore[union-attr,misc]
+        h: (t.cluster_id if isinstance(t, _NewCluster) else t, joined)  # type: ignore[misc]
         for h, (t, joined) in choice.items()
     }
 
@@ -248,6 +256,15 @@ def _best_match(
 def _stored_candidates(session: Session, project_id: int, keys: np.ndarray) -> dict[int, list[int]]:
     candidates: dict[int, list[int]] = defaultdict(list)
     unique = np.unique(keys).tolist()
+    if dialect(session) == "postgresql":  # one array parameter instead of thousands
+        sql = text(
+            "SELECT band_key, cluster_id FROM lsh_band "
+            "WHERE project_id = :project AND band_key = ANY(CAST(:keys AS bigint[]))"
+        )
+        params = {"project": project_id, "keys": array_literal(unique)}
+        for key, cid in session.execute(sql, params):
+            candidates[key].append(cid)
+        return candidates
     for part in chunks(unique):
         query = select(LshBand.band_key, LshBand.cluster_id).where(
             LshBand.project_id == project_id, col(LshBand.band_key).in_(part)
@@ -268,24 +285,81 @@ def _signatures(session: Session, cluster_ids: set[int]) -> dict[int, np.ndarray
 
 
 def _insert_clusters(session: Session, project_id: int, new: list[_NewCluster]) -> None:
-    for entry in new:
-        entry.cluster = Cluster(
-            project_id=project_id,
-            content_hash=entry.content_hash,
-            signature=entry.signature.astype("<u4").tobytes(),
+    if not new:
+        return
+    if dialect(session) == "postgresql":
+        ids = _insert_clusters_pg(session, project_id, new)
+    else:
+        ids = _insert_clusters_orm(session, project_id, new)
+    for entry, cluster_id in zip(new, ids, strict=True):
+        entry.cluster_id = cluster_id
+    keys = [np.unique(entry.keys) for entry in new]
+    owners = np.repeat(np.array(ids, dtype=np.int64), [k.size for k in keys])
+    flat = np.concatenate(keys)
+    if dialect(session) == "postgresql":
+        insert_arrays(
+            session,
+            "lsh_band",
+            {
+                "project_id": ("bigint", array_literal([project_id] * flat.size)),
+                "band_key": ("bigint", array_literal(flat.tolist())),
+                "cluster_id": ("bigint", array_literal(owners.tolist())),
+            },
         )
-    session.add_all([entry.cluster for entry in new if entry.cluster is not None])
-    session.flush()
+        return
     rows = [
-        {"project_id": project_id, "band_key": key, "cluster_id": entry.cluster.id}
-        for entry in new
-        if entry.cluster is not None
-        for key in set(entry.keys.tolist())
+        {"project_id": project_id, "band_key": k, "cluster_id": c}
+        for k, c in zip(flat.tolist(), owners.tolist(), strict=True)
     ]
     insert_ignore(session, LshBand.__table__, rows)
 
 
+def _insert_clusters_orm(session: Session, project_id: int, new: list[_NewCluster]) -> list[int]:
+    clusters = [
+        Cluster(
+            project_id=project_id,
+            content_hash=entry.content_hash,
+            signature=entry.signature.astype("<u4").tobytes(),
+        )
+        for entry in new
+    ]
+    session.add_all(clusters)
+    session.flush()
+    return [c.id for c in clusters]  # type: ignore[misc]
+
+
+def _insert_clusters_pg(session: Session, project_id: int, new: list[_NewCluster]) -> list[int]:
+    now = utcnow()
+    rows = insert_arrays(
+        session,
+        "cluster",
+        {
+            "project_id": ("bigint", array_literal([project_id] * len(new))),
+            "content_hash": ("varchar", array_literal(e.content_hash for e in new)),
+            "signature": (
+                "bytea",
+                bytea_array_literal(e.signature.astype("<u4").tobytes() for e in new),
+            ),
+            "created_at": ("timestamptz", [now] * len(new)),
+        },
+        returning="id, content_hash",
+    )
+    by_hash = {content: cid for cid, content in rows}
+    return [by_hash[e.content_hash] for e in new]
+
+
 def _record_hashes(session: Session, project_id: int, clusters: dict[str, int]) -> None:
+    if dialect(session) == "postgresql":
+        insert_arrays(
+            session,
+            "cluster_content",
+            {
+                "project_id": ("bigint", array_literal([project_id] * len(clusters))),
+                "content_hash": ("varchar", array_literal(clusters)),
+                "cluster_id": ("bigint", array_literal(clusters.values())),
+            },
+        )
+        return
     rows = [
         {"project_id": project_id, "content_hash": h, "cluster_id": cid}
         for h, cid in clusters.items()

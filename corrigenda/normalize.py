@@ -1,8 +1,9 @@
 """Normalising prediction inputs so the same content gets the same hash.
 
-Unicode NFKC, casefold, whitespace collapsed; optionally quoted replies and e-mail
-signatures stripped first (the largest single lever for near-duplicate recall on support
-e-mail). The hash is SHA-256: stable across processes and machines, unlike ``hash()``.
+Unicode NFKC, casefold, whitespace collapsed; optionally quoted replies, e-mail
+signatures and a leading salutation stripped first (the largest single lever for
+near-duplicate recall on support e-mail). The hash is SHA-256: stable across processes and
+machines, unlike ``hash()``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import orjson
 
-DEFAULT_OPTIONS = {"strip_quoted": True, "strip_signature": True}
+DEFAULT_OPTIONS = {"strip_quoted": True, "strip_signature": True, "strip_greeting": True}
 
 _WHITESPACE = re.compile(r"\s+")
 # "On Tue, 3 Mar 2024, Ann <a@b.c> wrote:" and Outlook's "-----Original Message-----".
@@ -27,6 +28,17 @@ _SIGNATURE_START = re.compile(
     r"sincerely,?|sent from my \w+.*)\s*$",
     re.IGNORECASE,
 )
+
+_GREETING = re.compile(
+    r"^\s*(hi|hello|hey|dear|greetings|good (morning|afternoon|evening))\b[^\n]{0,40}[,!:]?\s*$",
+    re.IGNORECASE,
+)
+
+
+def strip_greeting(text: str) -> str:
+    """Drop a salutation line ("Hi,", "Dear support team,") at the very start."""
+    first, newline, rest = text.lstrip().partition("\n")
+    return rest if newline and _GREETING.match(first) else text
 
 
 def strip_quoted(text: str) -> str:
@@ -57,6 +69,8 @@ def normalize_text(text: str, options: dict[str, Any] | None = None) -> str:
         text = strip_quoted(text)
     if opts["strip_signature"]:
         text = strip_signature(text)
+    if opts["strip_greeting"]:
+        text = strip_greeting(text)
     text = unicodedata.normalize("NFKC", text).casefold()
     return _WHITESPACE.sub(" ", text).strip()
 

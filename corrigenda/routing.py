@@ -41,9 +41,9 @@ POLICY_DEFAULTS: dict[str, Any] = {
     "trusted_users": [],
     # Settled labels whose error cost (cost_matrix) reaches this go to review anyway.
     "high_cost_threshold": None,
-    "normalization": {"strip_quoted": True, "strip_signature": True},
+    "normalization": {"strip_quoted": True, "strip_signature": True, "strip_greeting": True},
     "near_duplicates": True,
-    "near_duplicate_threshold": 0.7,
+    "near_duplicate_threshold": 0.6,
     "user_cap_per_hour": 300,
     "quarantine": {"min_settled": 10, "min_rate": 0.5, "factor": 3.0},
 }

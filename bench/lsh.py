@@ -1,0 +1,93 @@
+"""Clustering short texts into the database-backed MinHash LSH, with planted near-duplicates.
+
+    python bench/lsh.py --texts 200000          # PostgreSQL (throw-away database)
+
+Prints: normalisation and MinHash throughput, end-to-end clustering time into PostgreSQL
+(texts/s), peak memory, pairwise precision/recall on the planted near-duplicates, and the
+same run with exact hashes only (baseline: time ratio, and the recall the LSH adds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common_workers import corpus, pair_scores, throwaway_database  # noqa: E402
+
+from corrigenda.clustering import assign_clusters, minhash  # noqa: E402
+from corrigenda.db import make_engine, transaction  # noqa: E402
+from corrigenda.models import Project, metadata  # noqa: E402
+from corrigenda.normalize import normalize_text  # noqa: E402
+
+CHUNK = 5000
+
+
+def cluster_all(url: str, texts: list[str], *, near: bool, slug: str) -> tuple[float, list[int]]:
+    engine = make_engine(url)
+    with transaction(engine) as session:
+        project = Project(slug=slug, name=slug)
+        session.add(project)
+        session.flush()
+        project_id = project.id
+    clusters: list[int] = []
+    started = time.perf_counter()
+    for start in range(0, len(texts), CHUNK):
+        part = list(enumerate(texts[start : start + CHUNK], start))
+        with transaction(engine) as session:
+            result = assign_clusters(
+                session,
+                project_id=project_id,
+                texts=part,
+                near_duplicates=near,  # type: ignore[arg-type]
+            )
+        clusters.extend(result.clusters[i] for i, _ in part)
+    elapsed = time.perf_counter() - started
+    engine.dispose()
+    return elapsed, clusters
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--texts", type=int, default=200_000)
+    args = parser.parse_args()
+    texts, groups = corpus(args.texts)
+    print(f"texts: {len(texts):,} ({len(set(groups)):,} planted groups, 20 % near-duplicates)")
+
+    started = time.perf_counter()
+    normalized = [normalize_text(t) for t in texts]
+    normalize_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    minhash(normalized)
+    minhash_seconds = time.perf_counter() - started
+    print(f"normalise: {len(texts) / normalize_seconds:,.0f} texts/s")
+    print(f"minhash (numpy, 128 perms): {len(texts) / minhash_seconds:,.0f} signatures/s")
+
+    with throwaway_database() as url:
+        engine = make_engine(url)
+        metadata.create_all(engine)
+        engine.dispose()
+        exact_seconds, exact = cluster_all(url, texts, near=False, slug="exact")
+        lsh_seconds, lsh = cluster_all(url, texts, near=True, slug="lsh")
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    precision, recall = pair_scores(groups, lsh)
+    exact_precision, exact_recall = pair_scores(groups, exact)
+    print(
+        f"exact-hash only: {exact_seconds:.1f} s ({len(texts) / exact_seconds:,.0f} texts/s), "
+        f"precision {exact_precision:.4f} recall {exact_recall:.4f}"
+    )
+    print(
+        f"MinHash LSH:     {lsh_seconds:.1f} s ({len(texts) / lsh_seconds:,.0f} texts/s), "
+        f"precision {precision:.4f} recall {recall:.4f}"
+    )
+    print(f"LSH / exact time ratio: {lsh_seconds / exact_seconds:.2f}")
+    print(f"peak memory (RSS): {peak_mb:,.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
