@@ -81,13 +81,9 @@ def seed(engine, items: int):  # type: ignore[no-untyped-def]
             ),
             {"p": project.id},
         )
-    with engine.connect() as connection:
-        connection.execution_options(isolation_level="AUTOCOMMIT").execute(
-            text("VACUUM ANALYZE review_item")
-        )
-        connection.execution_options(isolation_level="AUTOCOMMIT").execute(
-            text("VACUUM ANALYZE prediction")
-        )
+    with engine.execution_options(isolation_level="AUTOCOMMIT").connect() as connection:
+        connection.execute(text("VACUUM ANALYZE review_item"))
+        connection.execute(text("VACUUM ANALYZE prediction"))
     print(f"seeded {items:,} pending items in {time.perf_counter() - started:.1f} s")
     return project, user
 

@@ -80,7 +80,9 @@ def claim_next_item(
     if held is not None:
         renew_lease(session, item_id=held.id, user=user, lease_seconds=lease_seconds)  # type: ignore[arg-type]
         return held
-    release_open_claims(session, project=project, user=user)
+    if filters != QueueFilter():
+        # Held items outside the new filters go back; unfiltered, nothing can be held here.
+        release_open_claims(session, project=project, user=user)
     item = _pick_gold(session, project=project, user=user)
     if item is None:
         item = _pick_pending(session, project=project, user=user, filters=filters)
