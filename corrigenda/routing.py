@@ -107,6 +107,7 @@ def route_clusters(
         context = _load(session, project, part)
         for cluster_id in part:
             _route_one(session, context, cluster_id, result)
+        session.flush()  # once per chunk: per-cluster flushes dominated the batch time
         _mark_aggregated(session, part)
     return result
 
@@ -125,6 +126,7 @@ def _load(session: Session, project: Project, cluster_ids: list[int]) -> _Contex
     for opinion in session.exec(op_query):
         opinions[opinion.cluster_id].append(opinion)  # type: ignore[index]
     prediction_ids = [p.id for group in predictions.values() for p in group]
+    items = _items(session, project.id, prediction_ids, cluster_ids)
     return _Context(
         project=project,
         policy=effective_policy(project),
@@ -134,8 +136,8 @@ def _load(session: Session, project: Project, cluster_ids: list[int]) -> _Contex
             session, project.id, {o.end_user for g in opinions.values() for o in g}
         ),
         examples=_examples(session, project.id, prediction_ids),
-        items=_items(session, project.id, prediction_ids, cluster_ids),
-        decided_items=set(),
+        items=items,
+        decided_items=_decided(session, [i.id for i in items if i.status == "pending"]),
     )
 
 
@@ -402,7 +404,7 @@ def _reconcile_items(
     for item in open_items:
         wanted = remaining.pop(item.prediction_id, None)  # type: ignore[arg-type]
         if wanted is None:
-            if item.status == "pending" and not _has_decisions(session, item):
+            if item.status == "pending" and item.id not in ctx.decided_items:
                 session.delete(item)
                 ctx.items.remove(item)
                 result.items_removed += 1
@@ -431,12 +433,15 @@ def _reconcile_items(
         session.add(item)
         ctx.items.append(item)
         result.items_created += 1
-    session.flush()
 
 
-def _has_decisions(session: Session, item: ReviewItem) -> bool:
-    query = select(Decision.id).where(Decision.review_item_id == item.id).limit(1)
-    return session.exec(query).first() is not None
+def _decided(session: Session, item_ids: list[int]) -> set[int]:
+    """Items that already carry a decision (never deleted, even when no longer needed)."""
+    found: set[int] = set()
+    for part in chunks(item_ids):
+        query = select(Decision.review_item_id).where(col(Decision.review_item_id).in_(part))
+        found.update(session.exec(query))
+    return found
 
 
 def _mark_aggregated(session: Session, cluster_ids: list[int]) -> None:
