@@ -161,6 +161,7 @@ def measure_browser(url: str, data_dir: Path, rounds: int) -> None:
             page.fill("input[name=password]", PASSWORD)
             page.keyboard.press("Enter")
             page.wait_for_selector("#item[data-item-id]")
+            page.wait_for_load_state("load")
             times = [page.evaluate(KEYPRESS_JS) for _ in range(rounds)]
             browser.close()
         report("keypress to next item (Chromium)", times)
