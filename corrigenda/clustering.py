@@ -33,6 +33,7 @@ ROWS = 4
 DEFAULT_THRESHOLD = 0.6
 MAX_CHARS = 20_000
 CHUNK_SHINGLES = 1 << 12
+TEXTS_PER_GROUP = 4096
 
 _MASK32 = np.uint64(0xFFFFFFFF)
 _MIX = np.uint64(0x9E3779B97F4A7C15)
@@ -90,6 +91,15 @@ def _shingles(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
 
 def minhash(texts: Sequence[str]) -> np.ndarray:
     """MinHash signatures (``len(texts)`` × 128, uint32) of already-normalised texts."""
+    signatures = np.empty((len(texts), NUM_PERM), dtype=np.uint32)
+    # Texts go through tokenising in groups so temporary per-byte arrays stay small.
+    for start in range(0, len(texts), TEXTS_PER_GROUP):
+        group = texts[start : start + TEXTS_PER_GROUP]
+        signatures[start : start + len(group)] = _minhash_group(group)
+    return signatures
+
+
+def _minhash_group(texts: Sequence[str]) -> np.ndarray:
     values, owners = _shingles(texts)
     signatures = np.empty((len(texts), NUM_PERM), dtype=np.uint32)
     starts = np.searchsorted(owners, np.arange(len(texts)))
@@ -202,8 +212,12 @@ def _place_new(
     near_duplicates: bool,
 ) -> dict[str, tuple[int, bool]]:
     """Cluster id per fresh hash and whether it joined an existing cluster."""
-    signatures = minhash([normalized[h] for h in fresh])
-    keys = band_keys(signatures)
+    if not near_duplicates:  # exact level only: no signatures, no bands
+        signatures = np.zeros((len(fresh), 0), dtype=np.uint32)
+        keys = np.zeros((len(fresh), 0), dtype=np.int64)
+    else:
+        signatures = minhash([normalized[h] for h in fresh])
+        keys = band_keys(signatures)
     stored = _stored_candidates(session, project_id, keys) if near_duplicates else {}
     stored_sigs = _signatures(session, {c for ids in stored.values() for c in ids})
     local_index: dict[int, list[int]] = defaultdict(list)
@@ -294,6 +308,8 @@ def _insert_clusters(session: Session, project_id: int, new: list[_NewCluster]) 
     for entry, cluster_id in zip(new, ids, strict=True):
         entry.cluster_id = cluster_id
     keys = [np.unique(entry.keys) for entry in new]
+    if not any(k.size for k in keys):
+        return
     owners = np.repeat(np.array(ids, dtype=np.int64), [k.size for k in keys])
     flat = np.concatenate(keys)
     if dialect(session) == "postgresql":
