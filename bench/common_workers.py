@@ -26,7 +26,8 @@ SIGNATURES = [
 ]
 QUOTES = [
     "",
-    "\n\nOn Mon, 3 Mar 2025, Support <help@example.com> wrote:\n> Thank you for contacting us.\n> We will reply soon.",
+    "\n\nOn Mon, 3 Mar 2025, Support <help@example.com> wrote:\n"
+    "> Thank you for contacting us.\n> We will reply soon.",
 ]
 
 
