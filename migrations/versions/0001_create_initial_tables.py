@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 13:10:52.767146
+Create Date: 2026-11-27 14:02:22.626479
 """
 
 from collections.abc import Sequence
