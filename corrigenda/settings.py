@@ -32,7 +32,8 @@ class Settings(BaseSettings):
     # Feedback tokens stay valid this long after a prediction is logged.
     token_max_age_seconds: int = 7 * 24 * 3600
     max_request_bytes: int = 2 * 1024 * 1024
-    rate_limit_per_key: str = "6000/minute"
+    # A publishable key is shared by every visitor of a site: cap it high, limit addresses.
+    rate_limit_per_key: str = "120000/minute"
     rate_limit_per_address: str = "3000/minute"
     login_rate_limit: str = "10/minute"
     sweep_interval_seconds: float = 5.0
