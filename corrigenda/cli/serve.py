@@ -39,8 +39,8 @@ def up(demo: bool, host: str | None, port: int | None, data_dir: Path | None, th
     settings = load_settings(host=host, port=port, data_dir=data_dir)
     migrate_database(settings)
     login_hint = ensure_first_admin(settings)
-    demo_url = seed_demo(settings) if demo else None
-    serve(settings, threads=threads, banner=banner(settings, login_hint, demo_url))
+    demo_facts = seed_demo(settings) if demo else None
+    serve(settings, threads=threads, banner=banner(settings, login_hint, demo_facts))
 
 
 @click.command()
@@ -85,22 +85,25 @@ def ensure_first_admin(settings: Settings) -> str:
     return f"log in as {FIRST_ADMIN_EMAIL} with password {password} (shown once)"
 
 
-def seed_demo(settings: Settings) -> str:
+def seed_demo(settings: Settings) -> dict[str, str]:
     from ..demo import seed
 
     with cli_transaction(settings) as session:
-        seed(session, settings=settings)
-    return f"{settings.public_url()}/demo"
+        return seed(session, settings=settings)
 
 
-def banner(settings: Settings, login_hint: str, demo_url: str | None) -> str:
+def banner(settings: Settings, login_hint: str, demo: dict[str, str] | None) -> str:
     lines = [
         f"Corrigenda is running at {settings.public_url()}",
         f"  {login_hint}",
         f"  review queue: {settings.public_url()}/review",
     ]
-    if demo_url:
-        lines.append(f"  demo product page: {demo_url}")
+    if demo:
+        lines.append(f"  demo product page: {settings.public_url()}/demo")
+        lines.append(
+            f"  demo keys: {demo['publishable_key']} (browser), {demo['secret_key']}"
+            f" (server); also in {settings.data_dir / 'demo.json'}"
+        )
     mode = "embedded (SQLite, in-process worker)" if settings.embedded else "Celery on Redis"
     lines.append(f"  mode: {mode}; data: {settings.data_dir}")
     lines.append("Press Ctrl+C to stop.")
