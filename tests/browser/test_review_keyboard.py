@@ -78,3 +78,39 @@ def test_review_by_keyboard_only(app, live_server, page, artifacts_dir) -> None:
     assert actions == ["accept_correction", "undo", "relabel", "relabel", "keep_model"]
     assert set(statuses.values()) == {"done"}
     assert all(d is not None and d >= 0 for d in durations if d is not None)
+
+
+RAPID_KEYS_JS = """() => new Promise((resolve) => {
+  // Press K the moment each new item is in the DOM, before htmx's settle step runs.
+  const seen = new Set([document.querySelector('#item').dataset.itemId]);
+  const observer = new MutationObserver(() => {
+    const item = document.querySelector('#item');
+    if (!item) return;
+    if (item.querySelector('[data-queue-empty]')) { observer.disconnect(); resolve(seen.size); return; }
+    if (!seen.has(item.dataset.itemId)) {
+      seen.add(item.dataset.itemId);
+      document.dispatchEvent(new KeyboardEvent('keydown', {key: 'k', bubbles: true}));
+    }
+  });
+  observer.observe(document.querySelector('#main'), {childList: true, subtree: true, attributes: true});
+  document.dispatchEvent(new KeyboardEvent('keydown', {key: 'k', bubbles: true}));
+})"""
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_keys_pressed_right_after_a_swap_stay_in_page(app, live_server, page) -> None:  # type: ignore[no-untyped-def]
+    """A key pressed the instant the next item appears swaps in place, no full page load."""
+    (first, _, _), _ = _seed(app)
+    page.goto(f"{live_server.url}/login?next=/review/demo")
+    page.fill("input[name=email]", "rev@example.com")
+    page.fill("input[name=password]", PASSWORD)
+    page.keyboard.press("Enter")
+    _showing(page, first)
+    page.wait_for_load_state("load")
+    navigations: list[str] = []
+    page.on("framenavigated", lambda frame: navigations.append(frame.url))
+    assert page.evaluate(RAPID_KEYS_JS) == 3
+    assert navigations == []
+    with transaction(app.extensions["corrigenda.engine"]) as session:
+        actions = [d.action for d in session.exec(select(Decision))]
+    assert actions == ["keep_model"] * 3

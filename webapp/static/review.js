@@ -21,6 +21,9 @@
   function press(key) {
     var target = document.querySelector('#item [data-key="' + key + '"]');
     if (!target || target.disabled) return false;
+    // htmx wires a swapped-in form when it settles; a key pressed before that would submit
+    // the form natively (a full page load). process() is idempotent, so wire it now.
+    if (window.htmx && target.form) window.htmx.process(target.form);
     target.click();
     return true;
   }
