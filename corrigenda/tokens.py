@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from itsdangerous import BadSignature, URLSafeSerializer
 
 SALT = "corrigenda.feedback-token.v1"
+VERIFIED_CACHE_SIZE = 10_000
 
 
 class TokenError(ValueError):
@@ -44,6 +45,9 @@ class TokenSigner:
     def __init__(self, secret_key: str, max_age_seconds: int) -> None:
         self._serializer = _serializer(secret_key)
         self.max_age_seconds = max_age_seconds
+        # Tokens whose signature checked out: a page sends several events per token. Only the
+        # signature check is cached; project and expiry are checked on every call.
+        self._verified: dict[str, FeedbackToken] = {}
 
     def sign(
         self, *, project_id: int, prediction_id: int, prediction: str, end_user: str | None = None
@@ -54,7 +58,12 @@ class TokenSigner:
 
     def verify(self, token: str, *, project_id: int) -> FeedbackToken:
         """The token's claims, or TokenError if it is not valid for ``project_id`` right now."""
-        claims = self._load(token)
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = self._load(token)
+            if len(self._verified) >= VERIFIED_CACHE_SIZE:
+                self._verified.clear()  # crude but O(1) and bounded; a miss only costs an HMAC
+            self._verified[token] = claims
         if claims.project_id != project_id:
             raise TokenError("the token was issued for another project")
         if claims.expired():

@@ -11,6 +11,7 @@ from typing import Any
 
 from flask import Response, g, request
 from pydantic import ValidationError
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from corrigenda import ingest
@@ -26,7 +27,7 @@ from corrigenda.schemas.ingest import (
 )
 from corrigenda.tokens import TokenError
 
-from ..extensions import db_transaction, read_session
+from ..extensions import read_session
 from .auth import require_key
 from .blueprint import bp
 from .body import json_body
@@ -34,6 +35,7 @@ from .openapi import Operation, document
 from .outbox import enqueue_committed
 from .problems import ApiProblem, json_response
 from .signing import token_signer
+from .writes import writer
 
 Result = dict[str, Any]
 
@@ -156,25 +158,26 @@ def _err(prefix: tuple[str | int, ...], name: str, message: str) -> dict[str, st
 
 
 def _store(to_store: list[EventToStore], *, source: str) -> FeedbackOutcome:
-    """One transaction; retried once with prediction checks if a token outlived its row."""
+    """One write; retried once with prediction checks if a token outlived its row."""
     origin = request.headers.get("Origin")
+
+    def record(connection: Connection, verify: bool = False) -> FeedbackOutcome:
+        return ingest.record_feedback(
+            connection,
+            project=g.project,
+            events=to_store,
+            source=source,
+            origin=origin,
+            verify_predictions=verify,
+            prediction_ids=writer().prediction_ids,
+        )
+
     try:
-        with db_transaction() as session:
-            return ingest.record_feedback(
-                session, project=g.project, events=to_store, source=source, origin=origin
-            )
+        return writer().run(record)
     except IntegrityError:
         for item in to_store:
             item.prediction_id = None if item.event.token is None else item.prediction_id
-        with db_transaction() as session:
-            return ingest.record_feedback(
-                session,
-                project=g.project,
-                events=to_store,
-                source=source,
-                origin=origin,
-                verify_predictions=True,
-            )
+        return writer().run(lambda connection: record(connection, verify=True))
 
 
 def _stored_result(item: EventToStore, outcome: FeedbackOutcome, batch: bool) -> Result:

@@ -1,22 +1,141 @@
-"""Rate limits on the JSON API: per key and per client address (Flask-Limiter).
+"""Rate limits on the JSON API: per key and per client address, fixed windows.
 
 Counters live in Redis when ``CORRIGENDA_REDIS_URL`` is set (shared by every gunicorn
-worker), in memory otherwise. If Redis is unreachable the limiter falls back to memory
-rather than failing requests. A refused request gets 429 problem+json with Retry-After.
+worker; both counters in ONE pipelined round trip), in memory otherwise. If Redis is
+unreachable the limiter counts in memory for a few seconds rather than failing requests.
+A refused request gets 429 problem+json with ``Retry-After``.
+
+Why not Flask-Limiter: measured on this machine it added 1.2 ms (memory storage: locks
+and an expiry timer thread) to 1.9 ms (Redis: one round trip per limit) of Python to every
+request for these two limits, more than the rest of the single-event path together. The
+limit strings are parsed by ``limits`` (the library Flask-Limiter is built on), so the
+``CORRIGENDA_RATE_LIMIT_*`` syntax is unchanged (``"3000/minute"``, ``"10/second;500/hour"``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import math
+import threading
+import time
 import uuid
+from dataclasses import dataclass
 
-from flask import Flask, Response, g
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
+import redis
+from flask import Flask, Response, current_app, g, request
+from limits import RateLimitItem, parse_many
 
 from corrigenda.settings import Settings
 
 from .blueprint import bp
+from .problems import problem
+
+log = logging.getLogger(__name__)
+
+REDIS_BACKOFF_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One counter to bump: its storage key, its limit, its window length."""
+
+    key: str
+    amount: int
+    seconds: int
+
+
+class MemoryCounters:
+    """Fixed-window counters in this process; old windows are dropped when a window rolls."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._purge_at = 0.0
+
+    def hit(self, windows: list[Window], now: float) -> list[int]:
+        with self._lock:
+            if now >= self._purge_at:
+                self._purge(now)
+            counts = []
+            for window in windows:
+                count = self._counts.get(window.key, 0) + 1
+                self._counts[window.key] = count
+                counts.append(count)
+            return counts
+
+    def _purge(self, now: float) -> None:
+        current = {k: v for k, v in self._counts.items() if int(k.rsplit(":", 1)[1]) > now}
+        self._counts = current
+        self._purge_at = now + 1.0
+
+
+class RedisCounters:
+    """Fixed-window counters in Redis: INCR + EXPIRE for every window in one pipeline."""
+
+    def __init__(self, url: str) -> None:
+        self._client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+
+    def hit(self, windows: list[Window], now: float) -> list[int]:
+        pipe = self._client.pipeline(transaction=False)
+        for window in windows:
+            pipe.incr(window.key)
+            pipe.expire(window.key, window.seconds + 1)
+        replies = pipe.execute()
+        return [int(count) for count in replies[::2]]
+
+
+class RateLimiter:
+    """Per-key and per-address limits for every request of the API blueprint."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.per_key = parse_many(settings.rate_limit_per_key)
+        self.per_address = parse_many(settings.rate_limit_per_address)
+        self.prefix = _key_prefix(settings)
+        self.memory = MemoryCounters()
+        self.shared = RedisCounters(settings.redis_url) if settings.redis_url else None
+        self._redis_down_until = 0.0
+
+    def check(self, key_identity: str, address: str) -> Response | None:
+        """None if the request may go on, else the 429 answer."""
+        now = time.time()
+        windows = self._windows("key", key_identity, self.per_key, now)
+        windows += self._windows("addr", address, self.per_address, now)
+        counts = self._hit(windows, now)
+        refused = [w for w, n in zip(windows, counts, strict=True) if n > w.amount]
+        if not refused:
+            return None
+        retry_after = max(_window_end(w) for w in refused) - now
+        return problem(
+            429,
+            "Too Many Requests",
+            "rate limit exceeded; retry after the number of seconds in Retry-After",
+            headers={"Retry-After": str(max(1, math.ceil(retry_after)))},
+        )
+
+    def _windows(
+        self, scope: str, who: str, items: list[RateLimitItem], now: float
+    ) -> list[Window]:
+        windows = []
+        for item in items:
+            seconds = item.get_expiry()
+            end = (int(now) // seconds + 1) * seconds
+            key = f"{self.prefix}{scope}:{who}:{item.amount}/{seconds}:{end}"
+            windows.append(Window(key, item.amount, seconds))
+        return windows
+
+    def _hit(self, windows: list[Window], now: float) -> list[int]:
+        if self.shared is not None and now >= self._redis_down_until:
+            try:
+                return self.shared.hit(windows, now)
+            except redis.RedisError as exc:
+                log.warning("rate-limit storage unreachable, counting in memory: %s", exc)
+                self._redis_down_until = now + REDIS_BACKOFF_SECONDS
+        return self.memory.hit(windows, now)
+
+
+def _window_end(window: Window) -> float:
+    return float(window.key.rsplit(":", 1)[1])
 
 
 def client_key_identity() -> str:
@@ -30,37 +149,21 @@ def client_key_identity() -> str:
     return "key:" + digest[:32]
 
 
-def init_limiter(app: Flask, settings: Settings) -> Limiter:
+def init_limiter(app: Flask, settings: Settings) -> RateLimiter:
     """One limiter per app (tests build many apps); limits apply to the whole api blueprint."""
-    app.after_request(_retry_after_only_when_refused)  # runs after the limiter's own hook
-    limiter = Limiter(
-        get_remote_address,
-        app=app,
-        storage_uri=settings.redis_url or "memory://",
-        storage_options={"socket_connect_timeout": 1, "socket_timeout": 1}
-        if settings.redis_url
-        else {},
-        key_prefix=_key_prefix(settings),
-        strategy="fixed-window",  # O(1) per hit; moving-window stores every hit
-        headers_enabled=True,
-        in_memory_fallback_enabled=True,
-        swallow_errors=True,
-    )
-    limiter.limit(lambda: settings.rate_limit_per_key, key_func=client_key_identity)(bp)
-    limiter.limit(lambda: settings.rate_limit_per_address, key_func=get_remote_address)(bp)
+    limiter = RateLimiter(settings)
     app.extensions["corrigenda.limiter"] = limiter
     return limiter
 
 
-def _retry_after_only_when_refused(response: Response) -> Response:
-    # Flask-Limiter sets Retry-After on every response; clients would read it as "slow down".
-    if response.status_code not in (429, 503):
-        response.headers.pop("Retry-After", None)
-    return response
+@bp.before_request
+def _rate_limit() -> Response | None:
+    limiter: RateLimiter = current_app.extensions["corrigenda.limiter"]
+    return limiter.check(client_key_identity(), request.remote_addr or "unknown")
 
 
 def _key_prefix(settings: Settings) -> str:
     # Shared by every process of one deployment; unique per app in tests, so parallel
     # test runs on one Redis never share counters.
     deployment = hashlib.sha256(settings.resolved_database_url().encode()).hexdigest()[:12]
-    return f"corrigenda:{deployment}:" + (uuid.uuid4().hex[:8] if settings.testing else "")
+    return f"corrigenda:{deployment}:rl:" + (uuid.uuid4().hex[:8] + ":" if settings.testing else "")
