@@ -114,6 +114,29 @@ def is_confident(policy: dict[str, Any], output: Any, confidence: float | None) 
     return confidence is None or confidence >= threshold
 
 
+@dataclass(frozen=True)
+class Opinions:
+    """A prediction's effective opinions, summarised: how many, whether any overrides,
+    and their times to decision (ms, where known)."""
+
+    count: int = 0
+    overridden: bool = False
+    ttds: tuple[int, ...] = ()
+
+
+def summarise(events: Iterable[EventRow]) -> tuple[bool, Opinions]:
+    """(viewed, effective opinions) of a prediction's counted events — the reference rule
+    that ``inputs.py`` computes in SQL."""
+    events = list(events)
+    opinions = effective_opinions(events).values()
+    summary = Opinions(
+        count=len(opinions),
+        overridden=any(e.kind in OVERRIDE_KINDS for e in opinions),
+        ttds=tuple(e.time_to_decision_ms for e in opinions if e.time_to_decision_ms is not None),
+    )
+    return any(e.kind == "view" for e in events), summary
+
+
 def production_contribution(
     *,
     policy: dict[str, Any],
@@ -123,27 +146,46 @@ def production_contribution(
     events: list[EventRow],
     settled: Settled | None,
 ) -> dict[str, float]:
-    """What a production (non-shadow) prediction adds to every counter."""
+    """What a production (non-shadow) prediction adds to every counter, from its events."""
+    viewed, opinions = summarise(events)
+    return contribution_of(
+        policy=policy,
+        output=output,
+        confidence=confidence,
+        viewed=viewed or shown_at is not None,
+        opinions=opinions,
+        settled=settled,
+    )
+
+
+def contribution_of(
+    *,
+    policy: dict[str, Any],
+    output: Any,
+    confidence: float | None,
+    viewed: bool,
+    opinions: Opinions,
+    settled: Settled | None,
+) -> dict[str, float]:
+    """What a production prediction adds to every counter, from its summarised opinions.
+    ``viewed``: a counted view event or a ``shown_at`` time."""
     out: dict[str, float] = {"predictions": 1.0}
-    opinions = effective_opinions(events)
-    shown = shown_at is not None or any(e.kind == "view" for e in events) or bool(opinions)
-    if shown:
+    if viewed or opinions.count:
         out["shown"] = 1.0
-        overridden = any(e.kind in OVERRIDE_KINDS for e in opinions.values())
-        out["overridden"] = float(overridden)
-        out["accepted"] = float(not overridden and bool(opinions))
+        out["overridden"] = float(opinions.overridden)
+        out["accepted"] = float(not opinions.overridden and opinions.count > 0)
         out["confident"] = float(is_confident(policy, output, confidence))
-        out["opinions"] = float(len(opinions))
-        _add_ttd(out, opinions.values())
+        out["opinions"] = float(opinions.count)
+        _add_ttd(out, opinions.ttds)
     if settled is not None:
         _add_settled(out, policy, output, settled)
     return {k: v for k, v in out.items() if v}
 
 
-def _add_ttd(out: dict[str, float], opinions: Iterable[EventRow]) -> None:
-    for event in opinions:
-        if event.time_to_decision_ms is not None and event.time_to_decision_ms >= 0:
-            key = f"h:{ttd_bucket(event.time_to_decision_ms)}"
+def _add_ttd(out: dict[str, float], ttds: Iterable[int]) -> None:
+    for ms in ttds:
+        if ms >= 0:
+            key = f"h:{ttd_bucket(ms)}"
             out[key] = out.get(key, 0.0) + 1.0
             out["ttd_n"] = out.get("ttd_n", 0.0) + 1.0
 

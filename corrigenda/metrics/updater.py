@@ -13,7 +13,6 @@ older than ``GAP_SETTLE_SECONDS``; recomputing a prediction twice is harmless.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import takewhile
@@ -32,8 +31,9 @@ from ..models import (
     Project,
     utcnow,
 )
-from .facts import audited_ids_for_project, refresh_facts
-from .rollups import RollupKey, apply_deltas
+from .facts import FactBuilder, Groups, expand_groups, policies_of, refresh_facts, write_fresh_facts
+from .inputs import rows_in_range
+from .rollups import apply_deltas
 
 WATERMARK = "rollups"
 GAP_SETTLE_SECONDS = 300.0
@@ -167,34 +167,40 @@ def drain(session_factory, *, batch: int = 2000, max_rounds: int = 1000) -> Roun
     return total
 
 
-def rebuild_project(session: Session, project_id: int, *, batch: int = 2000) -> int:
-    """Delete and recompute every fact and rollup of one project from the raw tables."""
+def rebuild_project(session: Session, project_id: int, *, batch: int = 20_000) -> int:
+    """Delete and recompute every fact and rollup of one project from the raw tables.
+
+    Predictions are read in keyset chunks of ``batch`` ids, each summarised by one query
+    (``inputs.rows_in_range``); facts are written in bulk and rollups summed in memory,
+    then written once."""
     lock_watermark(session)
     session.execute(delete(MetricFact).where(col(MetricFact.project_id) == project_id))
     session.execute(delete(MetricRollup).where(col(MetricRollup.project_id) == project_id))
     session.flush()
-    audited = audited_ids_for_project(session, project_id)
-    last, total = 0, 0
-    deltas: dict[RollupKey, dict[str, float]] = defaultdict(dict)
-    while True:
-        ids = list(
-            session.exec(
-                select(Prediction.id)
-                .where(Prediction.project_id == project_id, col(Prediction.id) > last)
-                .order_by(col(Prediction.id))
-                .limit(batch)
-            )
-        )
-        if not ids:
-            break
-        total += refresh_facts(session, ids, audited=audited, fresh=deltas)
-        session.expunge_all()
-        last = ids[-1]
-    apply_deltas(session, deltas)
+    builder = FactBuilder(policies_of(session, [project_id]))
+    groups: Groups = {}
+    low, total = 0, 0
+    while (high := _chunk_end(session, project_id, low, batch)) is not None:
+        rows = rows_in_range(session, project_id, low, high)
+        total += write_fresh_facts(session, builder, rows, groups)
+        low = high
+    apply_deltas(session, expand_groups(groups))
     return total
 
 
-def rebuild_all(session: Session, *, batch: int = 2000) -> int:
+def _chunk_end(session: Session, project_id: int, after: int, batch: int) -> int | None:
+    """The id closing the next chunk of ``batch`` predictions after ``after``."""
+    ids = (
+        select(Prediction.id)
+        .where(Prediction.project_id == project_id, col(Prediction.id) > after)
+        .order_by(col(Prediction.id))
+        .limit(batch)
+        .subquery()
+    )
+    return session.exec(select(func.max(ids.c.id))).one()
+
+
+def rebuild_all(session: Session, *, batch: int = 20_000) -> int:
     """Rebuild every project; the watermark moves to where the raw tables stood at the start
     (anything committed during the rebuild is read again by the next round — harmless)."""
     mark = lock_watermark(session)
