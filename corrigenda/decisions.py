@@ -10,11 +10,15 @@ import json
 from collections import Counter
 from typing import Any
 
+from sqlalchemy import func, insert, literal_column, null, update
+from sqlalchemy.orm import aliased, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from .audit import record_audit
 from .examples import next_seq, upsert_example
 from .models import (
+    AuditLog,
     Decision,
     Example,
     FeedbackEvent,
@@ -26,7 +30,7 @@ from .models import (
     utcnow,
 )
 from .models.review import HOLDING_CLAIM_STATUSES, OPEN_STATUSES
-from .review import ReviewError, _lock_items, _refresh_status, _take
+from .review import ReviewError, _refresh_status, _take
 
 DECIDING_ACTIONS = ("accept_correction", "keep_model", "relabel", "reject")
 CLUSTER_LIMIT = 500
@@ -44,38 +48,107 @@ def decide(
     value: Any = None,
     duration_ms: int | None = None,
     cluster: bool = False,
+    project: Project | None = None,
 ) -> Decision:
-    """Record the reviewer's decision on an item they hold; settle it when N are in."""
+    """Record the reviewer's decision on an item they hold; settle it when N are in.
+
+    ``project`` saves a lookup when the caller has it loaded already. On PostgreSQL the hot
+    path is three round trips: lock and load everything (one SELECT), write decision, audit
+    row, claim and settled item (one statement), write the example (see ``write_example``).
+    """
     if action not in (*DECIDING_ACTIONS, "skip"):
         raise ReviewError(f"action must be one of {', '.join((*DECIDING_ACTIONS, 'skip'))}")
-    (item,) = _lock_items(session, [item_id]) or [None]
-    if item is None:
+    loaded = _load_for_decision(session, item_id=item_id, user=user)
+    if loaded is None:
         raise ReviewError(f"review item {item_id} does not exist")
-    claim = _open_claim(session, item=item, user=user)
-    project = session.get(Project, item.project_id)
-    prediction = session.get(Prediction, item.prediction_id) if item.prediction_id else None
-    target = resolve_target(session, project, prediction, action, value)  # type: ignore[arg-type]
-    decision = _record(session, item, user, action, target, duration_ms)
+    item, prediction, claim, prior, decision_id = loaded
+    claim = _usable_claim(session, item=item, user=user, claim=claim)
+    if project is None or project.id != item.project_id:
+        project = session.get(Project, item.project_id)
+    events = _opinions_needed(session, prediction, action, item)
+    target = resolve_target(session, project, prediction, action, value, events=events)  # type: ignore[arg-type]
+    decision = Decision(
+        id=decision_id,
+        review_item_id=item.id,  # type: ignore[arg-type]
+        reviewer_id=user.id,
+        action=action,
+        value=target,
+        duration_ms=_clamp_duration(duration_ms),
+    )
+    votes = _votes_with(session, item, prior, decision)
+    settle = item.reason != "gold" and len(votes) >= item.required_reviews
     claim.status = "skipped" if action == "skip" else "decided"
-    claim.decided_at = utcnow()
-    session.add(claim)
-    session.flush()
-    _after_decision(session, item, project)  # type: ignore[arg-type]
+    claim.decided_at = decision.created_at
+    if decision_id is not None:
+        _write_at_once(session, item, user, claim, decision, settle=settle, votes=votes)
+    else:
+        _write_stepwise(session, item, user, claim, decision, settle=settle, votes=votes)
+    if settle:
+        _write_settled(session, item, votes, events)
+    elif item.reason != "gold":
+        _refresh_status(session, [item.id])  # type: ignore[list-item]
     if cluster and action in DECIDING_ACTIONS and prediction is not None:
         apply_to_cluster(session, origin=decision, item=item, prediction=prediction, user=user)
     return decision
 
 
-def _open_claim(session: Session, *, item: ReviewItem, user: User) -> ReviewClaim:
-    claim = session.exec(
-        select(ReviewClaim)
+def _load_for_decision(
+    session: Session, *, item_id: int, user: User
+) -> tuple[ReviewItem, Prediction | None, ReviewClaim | None, int, int | None] | None:
+    """Lock the item and load its prediction, the reviewer's latest open-or-expired claim
+    and how many decisions it has, in one statement. On PostgreSQL also reserve the id of
+    the decision about to be written (so it can be written with its audit row at once)."""
+    mine = aliased(ReviewClaim)
+    latest_claim = (
+        select(func.max(mine.id))
         .where(
-            ReviewClaim.review_item_id == item.id,
-            ReviewClaim.user_id == user.id,
-            col(ReviewClaim.status).in_(("open", "expired")),
+            mine.review_item_id == ReviewItem.id,
+            mine.user_id == user.id,
+            col(mine.status).in_(("open", "expired")),
         )
-        .order_by(col(ReviewClaim.id).desc())
-    ).first()
+        .correlate(ReviewItem)
+        .scalar_subquery()
+    )
+    prior = (
+        select(func.count())
+        .select_from(Decision)
+        .where(Decision.review_item_id == ReviewItem.id)
+        .correlate(ReviewItem)
+        .scalar_subquery()
+    )
+    postgres = session.get_bind().dialect.name == "postgresql"
+    reserved = func.nextval(func.pg_get_serial_sequence("decision", "id")) if postgres else null()
+    statement = (
+        select(ReviewItem, Prediction, ReviewClaim, prior, reserved, *_row_versions(postgres))
+        .outerjoin(Prediction, col(Prediction.id) == ReviewItem.prediction_id)
+        .outerjoin(ReviewClaim, col(ReviewClaim.id) == latest_claim)
+        .where(ReviewItem.id == item_id)
+        .with_for_update(of=ReviewItem)  # type: ignore[arg-type]
+        .execution_options(populate_existing=True)
+    )
+    for _ in range(2):
+        row = session.exec(statement).first()  # type: ignore[call-overload]
+        if row is None:
+            return None
+        if row[5] == row[6]:
+            return tuple(row[:5])  # type: ignore[return-value]
+    raise AssertionError("the locked item changed while this transaction held its lock")
+
+
+def _row_versions(postgres: bool) -> tuple[Any, Any]:
+    """The locked row's version and the one this statement's snapshot saw. On PostgreSQL a
+    statement that waited for the lock sees the new row but an older snapshot in its
+    subqueries (another reviewer's decision may be missing); unequal versions mean: read
+    again, now that the lock is ours. SQLite serialises writers: nothing to compare."""
+    if not postgres:
+        return null(), null()
+    seen = "(SELECT r.xmin::text FROM review_item AS r WHERE r.id = review_item.id)"
+    return literal_column("review_item.xmin::text"), literal_column(seen)
+
+
+def _usable_claim(
+    session: Session, *, item: ReviewItem, user: User, claim: ReviewClaim | None
+) -> ReviewClaim:
     if claim is not None and claim.status == "open":
         return claim
     # The lease ran out, but nobody else took the slot: let the reviewer finish.
@@ -83,6 +156,104 @@ def _open_claim(session: Session, *, item: ReviewItem, user: User) -> ReviewClai
         claim.status = "open"
         return claim
     raise ReviewError("you do not hold this item any more (its lease ran out); take the next one")
+
+
+def _opinions_needed(
+    session: Session, prediction: Prediction | None, action: str, item: ReviewItem
+) -> list[FeedbackEvent] | None:
+    """The end users' opinions, loaded once when the correction or the example needs them."""
+    if prediction is None or action in ("reject", "skip"):
+        return None
+    return opinions(session, prediction)
+
+
+def _votes_with(
+    session: Session, item: ReviewItem, prior: int, decision: Decision
+) -> dict[int, Decision]:
+    earlier = [] if not prior else list(_decisions_of(session, item.id))  # type: ignore[arg-type]
+    return standing_votes([*earlier, decision])
+
+
+def _write_at_once(
+    session: Session,
+    item: ReviewItem,
+    user: User,
+    claim: ReviewClaim,
+    decision: Decision,
+    *,
+    settle: bool,
+    votes: dict[int, Decision],
+) -> None:
+    """PostgreSQL: decision, audit row, claim and (when settling) the item in one statement."""
+    claim_update = (
+        update(ReviewClaim)
+        .where(ReviewClaim.id == claim.id)
+        .values(status=claim.status, decided_at=claim.decided_at)
+        .cte("claim_done")
+    )
+    audit = insert(AuditLog).values(**_audit_values(item, user, decision)).cte("audit_row")
+    statement = insert(Decision).values(**_columns(decision)).add_cte(claim_update, audit)
+    if settle:
+        _mark_settled(item, votes)
+        values = {k: getattr(item, k) for k in SETTLED_COLUMNS}
+        statement = statement.add_cte(
+            update(ReviewItem).where(ReviewItem.id == item.id).values(**values).cte("settled")
+        )
+    with session.no_autoflush:  # the changes on claim and item are in this statement
+        session.execute(statement)
+    for obj in (claim, item):
+        for name in SETTLED_COLUMNS if obj is item else ("status", "decided_at"):
+            set_committed_value(obj, name, getattr(obj, name))
+    make_transient_to_detached(decision)
+    session.add(decision)
+
+
+SETTLED_COLUMNS = (
+    "status",
+    "settled_at",
+    "claimed_by",
+    "lease_expires_at",
+    "needs_adjudication",
+    "updated_at",
+)
+
+
+def _columns(obj: Any) -> dict[str, Any]:
+    return {c.name: getattr(obj, c.name) for c in obj.__table__.columns}
+
+
+def _audit_values(item: ReviewItem, user: User, decision: Decision) -> dict[str, Any]:
+    """The row ``record_audit`` writes for a decision (same shape, no extra round trip)."""
+    return {
+        "project_id": item.project_id,
+        "actor": user.email[:200],
+        "action": f"review.{decision.action}",
+        "object_type": "review_item",
+        "object_id": str(item.id),
+        "before": None,
+        "after": {"decision_id": decision.id, "value": decision.value, "batch_id": None},
+        "created_at": decision.created_at,
+    }
+
+
+def _write_stepwise(
+    session: Session,
+    item: ReviewItem,
+    user: User,
+    claim: ReviewClaim,
+    decision: Decision,
+    *,
+    settle: bool,
+    votes: dict[int, Decision],
+) -> None:
+    session.add(decision)
+    session.flush()
+    _audit_decision(session, item, user, decision)
+    session.add(claim)
+    if settle:
+        _mark_settled(item, votes)
+        session.add(item)
+    session.flush()
 
 
 def _has_answered(session: Session, item: ReviewItem, user: User) -> bool:
@@ -95,9 +266,16 @@ def _has_answered(session: Session, item: ReviewItem, user: User) -> bool:
 
 
 def resolve_target(
-    session: Session, project: Project, prediction: Prediction | None, action: str, value: Any
+    session: Session,
+    project: Project,
+    prediction: Prediction | None,
+    action: str,
+    value: Any,
+    *,
+    events: list[FeedbackEvent] | None = None,
 ) -> Any:
-    """The training target a decision stands for (None for reject and skip)."""
+    """The training target a decision stands for (None for reject and skip). ``events``:
+    the prediction's opinions when the caller has loaded them already."""
     if action in ("reject", "skip"):
         return None
     if prediction is None:
@@ -105,7 +283,7 @@ def resolve_target(
     if action == "keep_model":
         return prediction.output
     if action == "accept_correction":
-        correction = user_correction(session, prediction)
+        correction = user_correction(session, prediction, events=events)
         if correction is None:
             raise ReviewError("no end user corrected this prediction; choose a label instead")
         return correction
@@ -129,10 +307,12 @@ def validate_label(project: Project, value: Any) -> Any:
     return value
 
 
-def user_correction(session: Session, prediction: Prediction) -> Any:
+def user_correction(
+    session: Session, prediction: Prediction, *, events: list[FeedbackEvent] | None = None
+) -> Any:
     """The correction most end users gave (latest opinion per user counts once)."""
     latest: dict[str, FeedbackEvent] = {}
-    for event in opinions(session, prediction):
+    for event in opinions(session, prediction) if events is None else events:
         latest[event.end_user or f"anon-{event.id}"] = event
     values = [e.value for e in latest.values() if e.kind == "correct" and e.value is not None]
     if not values:
@@ -174,16 +354,20 @@ def _record(
     )
     session.add(decision)
     session.flush()
+    _audit_decision(session, item, user, decision)
+    return decision
+
+
+def _audit_decision(session: Session, item: ReviewItem, user: User, decision: Decision) -> None:
     record_audit(
         session,
         actor=user.email,
-        action=f"review.{action}",
+        action=f"review.{decision.action}",
         object_type="review_item",
         object_id=item.id,
         project_id=item.project_id,
-        after={"decision_id": decision.id, "value": target, "batch_id": batch_id},
+        after={"decision_id": decision.id, "value": decision.value, "batch_id": decision.batch_id},
     )
-    return decision
 
 
 def _clamp_duration(duration_ms: int | None) -> int | None:
@@ -204,12 +388,13 @@ def _after_decision(session: Session, item: ReviewItem, project: Project) -> Non
 
 def effective_votes(session: Session, item_id: int) -> dict[int, Decision]:
     """Each reviewer's standing decision on the item (undone decisions and skips removed)."""
-    decisions = list(
-        session.exec(
-            select(Decision).where(Decision.review_item_id == item_id).order_by(col(Decision.id))
-        )
+    return standing_votes(list(_decisions_of(session, item_id)))
+
+
+def _decisions_of(session: Session, item_id: int) -> Any:
+    return session.exec(
+        select(Decision).where(Decision.review_item_id == item_id).order_by(col(Decision.id))
     )
-    return standing_votes(decisions)
 
 
 def standing_votes(decisions: list[Decision]) -> dict[int, Decision]:
@@ -238,19 +423,33 @@ def vote_label(decision: Decision) -> str:
 def _settle(
     session: Session, item: ReviewItem, project: Project, votes: dict[int, Decision]
 ) -> None:
-    labels = Counter(vote_label(d) for d in votes.values())
-    item.status = "done"
-    item.settled_at = utcnow()
-    item.claimed_by = None
-    item.lease_expires_at = None
-    item.needs_adjudication = len(labels) > 1
-    item.updated_at = utcnow()
+    _mark_settled(item, votes)
     session.add(item)
     session.flush()
+    _write_settled(session, item, votes, None)
+
+
+def _mark_settled(item: ReviewItem, votes: dict[int, Decision]) -> None:
+    now = utcnow()
+    item.status = "done"
+    item.settled_at = now
+    item.claimed_by = None
+    item.lease_expires_at = None
+    item.needs_adjudication = len({vote_label(d) for d in votes.values()}) > 1
+    item.updated_at = now
+
+
+def _write_settled(
+    session: Session,
+    item: ReviewItem,
+    votes: dict[int, Decision],
+    events: list[FeedbackEvent] | None,
+) -> None:
+    """Unanimous: write the example; a disagreement waits for an admin."""
     if not item.needs_adjudication:
         chosen = next(iter(votes.values()))
         agreement = 1.0 if len(votes) > 1 else None
-        write_example(session, item, chosen, list(votes.values()), agreement)
+        write_example(session, item, chosen, list(votes.values()), agreement, events=events)
 
 
 def write_example(
@@ -259,12 +458,16 @@ def write_example(
     chosen: Decision,
     decisions: list[Decision],
     agreement: float | None,
+    *,
+    events: list[FeedbackEvent] | None = None,
 ) -> Example | None:
     """The training row a settled item stands for; a reject writes none."""
     if chosen.action == "reject" or item.prediction_id is None:
         return None
     prediction = session.get(Prediction, item.prediction_id)
-    event_ids = [e.id for e in opinions(session, prediction)]  # type: ignore[arg-type]
+    if events is None:
+        events = opinions(session, prediction)  # type: ignore[arg-type]
+    event_ids = [e.id for e in events]
     example = upsert_example(
         session,
         prediction=prediction,  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, cast, exists, func, literal, update
+from sqlalchemy import case, cast, exists, func, insert, literal, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
@@ -76,6 +76,14 @@ def claim_next_item(
 ) -> ReviewItem | None:
     """The item this reviewer should look at now: the one they hold, else a fresh claim."""
     filters = filters or QueueFilter()
+    gold = _wants_gold(project)
+    if not gold and session.get_bind().dialect.name == "postgresql":
+        # The hot path: one statement picks, claims and marks the item (nothing held yet).
+        item = _claim_at_once(
+            session, project=project, user=user, filters=filters, lease=lease_seconds
+        )
+        if item is not None:
+            return item
     held = _held_item(session, project=project, user=user, filters=filters)
     if held is not None:
         renew_lease(session, item_id=held.id, user=user, lease_seconds=lease_seconds)  # type: ignore[arg-type]
@@ -83,7 +91,7 @@ def claim_next_item(
     if filters != QueueFilter():
         # Held items outside the new filters go back; unfiltered, nothing can be held here.
         release_open_claims(session, project=project, user=user)
-    item = _pick_gold(session, project=project, user=user)
+    item = _pick_gold(session, project=project, user=user) if gold else None
     if item is None:
         item = _pick_pending(session, project=project, user=user, filters=filters)
     if item is None:
@@ -127,10 +135,82 @@ def _pick_pending(
     return session.exec(_filtered(statement, filters, session)).first()
 
 
-def _pick_gold(session: Session, *, project: Project, user: User) -> ReviewItem | None:
+def _claim_at_once(
+    session: Session, *, project: Project, user: User, filters: QueueFilter, lease: int
+) -> ReviewItem | None:
+    """PostgreSQL: pick (``FOR UPDATE SKIP LOCKED``), insert the claim and mark the item in
+    one statement. None when the reviewer holds an open item here or nothing is pending.
+
+    The statement's snapshot predates the row lock, so it may miss a claim another reviewer
+    committed meanwhile; the holder count is therefore only trusted for N = 1, and items
+    with N > 1 are recounted by a second statement (which sees every committed claim).
+    """
+    now = utcnow()
+    expires = now + timedelta(seconds=lease)
+    holds_open = select(ReviewClaim.id).where(
+        ReviewClaim.user_id == user.id,
+        ReviewClaim.project_id == project.id,
+        ReviewClaim.status == "open",
+    )
+    pick = _filtered(_pending_for(project, user).where(~exists(holds_open)), filters, session).cte(
+        "pick"
+    )
+    claim = (
+        insert(ReviewClaim)
+        .from_select(
+            ["review_item_id", "project_id", "user_id", "status", "lease_expires_at", "created_at"],
+            select(
+                pick.c.id,
+                literal(project.id),
+                literal(user.id),
+                literal("open"),
+                literal(expires),
+                literal(now),
+            ),
+        )
+        .returning(ReviewClaim.review_item_id)
+        .cte("new_claim")
+    )
+    statement = (
+        update(ReviewItem)
+        .where(ReviewItem.id == claim.c.review_item_id)
+        .values(
+            status=case((ReviewItem.required_reviews <= 1, "claimed"), else_="pending"),
+            claimed_by=user.id,
+            lease_expires_at=expires,
+            updated_at=now,
+        )
+        .returning(ReviewItem)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+    item = session.scalars(statement).first()
+    if item is not None and item.required_reviews > 1:
+        _refresh_status(session, [item.id], holder=(user.id, expires))  # type: ignore[list-item]
+    return item
+
+
+def _pending_for(project: Project, user: User) -> Any:
+    """Pending items of the project the reviewer has not held, best first, locked."""
+    return (
+        select(ReviewItem.id)
+        .where(
+            ReviewItem.project_id == project.id,
+            ReviewItem.status == "pending",
+            ReviewItem.reason != "gold",
+            ~exists(_claims_of(user, ("open", "decided", "skipped"))),
+        )
+        .order_by(col(ReviewItem.priority).desc(), col(ReviewItem.id))
+        .limit(1)
+        .with_for_update(skip_locked=True, of=ReviewItem)  # type: ignore[arg-type]
+    )
+
+
+def _wants_gold(project: Project) -> bool:
     rate = float(project.policy.get("gold_rate", 0.1))
-    if rate <= 0 or random.random() >= rate:  # noqa: S311 - mixing, not security
-        return None
+    return rate > 0 and random.random() < rate  # noqa: S311 - mixing, not security
+
+
+def _pick_gold(session: Session, *, project: Project, user: User) -> ReviewItem | None:
     statement = (
         select(ReviewItem)
         .where(
