@@ -26,6 +26,7 @@ from sqlmodel import Session, col, select
 from ..db import is_sqlite, transaction
 from ..examples import PG_HORIZON, Cursor, stream_columns
 from ..models import DatasetVersion, Project, utcnow
+from . import pgcopy
 from .filters import DatasetFilter, matches, sql_conditions
 from .formats import FORMATS, TEXT_ONLY_FORMATS, WRITERS, ExportContext, FormatWriter
 from .manifest import BuildStats, build_manifest, datasheet, file_entry
@@ -119,10 +120,13 @@ class BuildOutcome:
     event: dict[str, Any] | None = None  # webhook payload, sent by the caller after commit
 
 
-def build_version(engine: Engine, storage: LocalStorage, version_id: int) -> BuildOutcome | None:
+def build_version(
+    engine: Engine, storage: LocalStorage, version_id: int, *, fast: bool = True
+) -> BuildOutcome | None:
     """Build one version end to end. Returns None if it was not ours to build.
 
     Safe to run twice: a second run finds the version claimed or finished and does nothing.
+    ``fast=False`` turns off the PostgreSQL ``COPY`` path (tests compare the two).
     """
     if not claim(engine, version_id):
         return None
@@ -131,7 +135,7 @@ def build_version(engine: Engine, storage: LocalStorage, version_id: int) -> Bui
         project = session.get(Project, version.project_id) if version else None
         if version is None or project is None:
             return None
-        job = _Job(version=version, project=project)
+        job = _Job(version=version, project=project, fast=fast)
     staging = storage.staging(version_prefix(project.slug, version.number))
     try:
         manifest, sheet = job.run(engine, staging)
@@ -166,6 +170,7 @@ def _finish_failed(engine: Engine, job: _Job, exc: Exception) -> BuildOutcome:
 class _Job:
     version: DatasetVersion
     project: Project
+    fast: bool = True
 
     @property
     def prefix(self) -> str:
@@ -192,38 +197,70 @@ class _Job:
             self.project.slug,
             self.version.number,
         )
-        writers = [WRITERS[name](staging, context) for name in self.version.formats]
         stats = BuildStats(count_labels=self.project.task_type != "text")
-        heartbeat = _Heartbeat(engine, self.version.id)
         with snapshot(engine) as snap:
+            fast = self._fast_formats(snap, splitter)
+            writers = [WRITERS[n](staging, context) for n in self.version.formats if n not in fast]
             horizon = snap.horizon(self.project.id)
             total = snap.count(self.project.id, flt)
             leakage = snap.leakage(self.project.id, flt, splitter)
-            for record in snap.records(self.project.id, flt):
-                record.split = splitter(record.cluster_id, record.id)
-                if not matches(flt, record):
-                    continue
-                for writer in writers:
-                    writer.add(record)
-                stats.add(record)
-                heartbeat.tick(stats.total, total)
-        return self._write_meta(staging, writers, stats, leakage, horizon, flt, splitter)
+            heartbeat = _Heartbeat(engine, self.version.id, total * (len(fast) + bool(writers)))
+            if writers:
+                self._write_rows(snap, flt, splitter, writers, stats, heartbeat)
+            files = {}
+            if fast:
+                assert snap.copy is not None
+                files = pgcopy.export(
+                    snap.copy,
+                    snap.fast_source(self.project.id, flt, splitter),
+                    splitter,
+                    context,
+                    staging,
+                    fast,
+                    BuildStats(count_labels=stats.count_labels) if writers else stats,
+                    lambda index, done: heartbeat.tick((index + bool(writers)) * total + done),
+                )
+        return self._write_meta(staging, writers, files, stats, leakage, horizon, flt, splitter)
+
+    def _fast_formats(self, snap: Snapshot, splitter: Splitter) -> list[str]:
+        """The formats PostgreSQL builds row by row itself (see ``pgcopy``)."""
+        if not self.fast or snap.copy is None or not pgcopy.supports(splitter):
+            return []
+        return [name for name in self.version.formats if name in pgcopy.FAST_FORMATS]
+
+    def _write_rows(
+        self,
+        snap: Snapshot,
+        flt: DatasetFilter,
+        splitter: Splitter,
+        writers: list[FormatWriter],
+        stats: BuildStats,
+        heartbeat: _Heartbeat,
+    ) -> None:
+        """The general path: one ``Record`` per row through every writer (SQLite, and the
+        formats PostgreSQL does not build itself)."""
+        for record in snap.records(self.project.id, flt):
+            record.split = splitter(record.cluster_id, record.id)
+            if not matches(flt, record):
+                continue
+            for writer in writers:
+                writer.add(record)
+            stats.add(record)
+            heartbeat.tick(stats.total)
 
     def _write_meta(
         self,
         staging: Path,
         writers: list[FormatWriter],
+        fast_files: dict[str, dict[str, Any]],
         stats: BuildStats,
         leakage: dict[str, Any],
         horizon: Cursor,
         flt: DatasetFilter,
         splitter: Splitter,
     ) -> tuple[dict[str, Any], str]:
-        files = [
-            file_entry(staging, name, info)
-            for writer in writers
-            for name, info in writer.close().items()
-        ]
+        closed = [(name, info) for writer in writers for name, info in writer.close().items()]
+        files = [file_entry(staging, name, info) for name, info in [*closed, *fast_files.items()]]
         header = {
             "project": self.project.slug,
             "number": self.version.number,
@@ -248,13 +285,13 @@ class _Job:
 class _Heartbeat:
     """Progress and liveness, in short transactions of their own (not the snapshot's)."""
 
-    def __init__(self, engine: Engine, version_id: int) -> None:
-        self.engine, self.version_id, self.last = engine, version_id, 0
+    def __init__(self, engine: Engine, version_id: int, total: int) -> None:
+        self.engine, self.version_id, self.total, self.last = engine, version_id, total, 0
 
-    def tick(self, done: int, total: int) -> None:
+    def tick(self, done: int) -> None:
         if done - self.last < PROGRESS_EVERY:
             return
-        self.last = done
+        self.last, total = done, self.total
         with transaction(self.engine) as session:
             session.execute(
                 update(DatasetVersion)
@@ -269,8 +306,13 @@ class _Heartbeat:
 class Snapshot:
     """Queries that all see the same committed state of the database."""
 
-    def __init__(self, dialect: str, run: Callable[[str, dict[str, Any]], Iterator[tuple]]) -> None:
-        self.dialect, self._run = dialect, run
+    def __init__(
+        self,
+        dialect: str,
+        run: Callable[[str, dict[str, Any]], Iterator[tuple]],
+        copy: pgcopy.Copy | None = None,
+    ) -> None:
+        self.dialect, self._run, self.copy = dialect, run, copy
 
     def _where(self, project_id: int, flt: DatasetFilter) -> tuple[str, dict[str, Any]]:
         conditions, params = sql_conditions(flt, self.dialect)
@@ -290,6 +332,13 @@ class Snapshot:
         where, params = self._where(project_id, flt)
         sql = f"SELECT count(*) FROM {FROM_EXAMPLES} WHERE {where}"
         return int(list(self._run(sql, params))[0][0])
+
+    def fast_source(
+        self, project_id: int, flt: DatasetFilter, splitter: Splitter
+    ) -> tuple[str, dict[str, Any]]:
+        """``FROM … WHERE …`` for ``pgcopy`` (the whole filter in SQL)."""
+        where, params = self._where(project_id, flt)
+        return pgcopy.from_where(FROM_EXAMPLES, where, params, flt, splitter)
 
     def records(self, project_id: int, flt: DatasetFilter) -> Iterator[Record]:
         where, params = self._where(project_id, flt)
@@ -360,7 +409,11 @@ def _postgres_snapshot(engine: Engine) -> Iterator[Snapshot]:
                     while batch := rows.fetchmany(FETCH):
                         yield from batch
 
-            yield Snapshot("postgresql", run)
+            def copy(sql: str, params: dict[str, Any]) -> Iterator[Any]:
+                with driver.cursor() as cursor, cursor.copy(_pyformat(sql), params) as rows:
+                    yield from rows
+
+            yield Snapshot("postgresql", run, copy)
 
 
 _names = itertools.count()

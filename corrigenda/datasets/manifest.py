@@ -42,35 +42,39 @@ class BuildStats:
         self.total += 1
         self.splits[split] += 1
         self.sources[record.source] += 1
-        if (
-            len(self.model_versions) < MAX_DISTINCT_LABELS
-            or record.model_version in self.model_versions
-        ):
-            self.model_versions[record.model_version or ""] += 1
+        self.add_model_version(record.model_version)
         self.gold += record.is_gold
         if self.count_labels:
-            self._add_labels(split, record.target)
+            self.add_labels(split, record.target)
         if record.agreement is not None:
-            self._add_agreement(record.agreement)
+            self.add_agreement(record.agreement)
         created = record.created_at
         if created is not None:
             self.first_created = min(self.first_created or created, created)
             self.last_created = max(self.last_created or created, created)
 
-    def _add_labels(self, split: str, target: Any) -> None:
+    def add_labels(self, split: str, target: Any, n: int = 1) -> None:
+        """Count ``n`` rows with ``target`` in ``split`` (at most ``MAX_DISTINCT_LABELS``
+        distinct labels per split; later new ones count as ``(other)``)."""
         counter = self.labels[split]
         for label in target if isinstance(target, list) else (target,):
             key = label if isinstance(label, str) else "(other)"
             if key in counter:
-                counter[key] += 1
+                counter[key] += n
             else:
-                counter[key if len(counter) < MAX_DISTINCT_LABELS else "(other)"] += 1
+                counter[key if len(counter) < MAX_DISTINCT_LABELS else "(other)"] += n
 
-    def _add_agreement(self, value: float) -> None:
-        self.agreement_n += 1
-        self.agreement_sum += value
+    def add_model_version(self, model_version: str | None, n: int = 1) -> None:
+        if len(self.model_versions) < MAX_DISTINCT_LABELS or model_version in self.model_versions:
+            self.model_versions[model_version or ""] += n
+
+    def add_agreement(self, value: float, n: int = 1) -> None:
+        """Count ``n`` rows with agreement ``value``."""
+        self.agreement_n += n
+        self.agreement_sum += value * n
         self.agreement_min = value if self.agreement_min is None else min(self.agreement_min, value)
-        self.agreement_bins[AGREEMENT_BINS[min(max(int(value * 5), 0), 4)]] += 1
+        if value == value:  # NaN has no bin
+            self.agreement_bins[AGREEMENT_BINS[min(max(int(value * 5), 0), 4)]] += n
 
     def agreement(self) -> dict[str, Any]:
         mean = self.agreement_sum / self.agreement_n if self.agreement_n else None

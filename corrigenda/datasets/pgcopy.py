@@ -1,0 +1,518 @@
+"""The PostgreSQL fast path: the database builds each exported row, Python only routes,
+writes and counts.
+
+Reading typed columns through the driver costs about twice a raw ``COPY`` by itself, and
+building a Python object per row several times more. Here PostgreSQL computes the split
+(``Splitter.sql_position``: the same function as in Python) and either the finished JSONL
+line or CSV for pyarrow, and sends it through ``COPY … TO STDOUT``.
+
+JSONL rows come out of ``COPY`` in CSV mode with control characters as delimiter and quote:
+JSON text never holds a raw control character (PostgreSQL escapes them), so each row is
+exactly the line, unquoted. Each row starts with a *statistics key* (the split's position
+as ``A`` + index, source, model version, gold, agreement and target, separated by
+``\x1c``; ``\x1d`` ends it). Python counts the keys (few distinct ones) for the manifest and
+writes the rest of the row to its split's file: per row it does a find, a dict increment
+and a write.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from .filters import DatasetFilter
+from .formats import (
+    PARQUET_BATCH,
+    ExportContext,
+    _as_label,
+    _split_order,
+    hf_card,
+    parquet_schema,
+)
+from .manifest import BuildStats
+from .splits import Splitter
+
+MAX_SPLITS = 60  # positions are single printable bytes after "A"
+
+ISO = """to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')"""
+
+
+def json_float(column: str) -> str:
+    """A float column as JSON text the way ``orjson`` writes it (``1.0``, not ``1``;
+    ``null`` for NaN and infinities, which JSON cannot hold: ``x - x`` is NaN for them)."""
+    return (
+        f"CASE WHEN {column} IS NULL THEN 'null' "
+        f"WHEN {column} = trunc({column}) AND abs({column}) < 1e15 THEN {column}::text || '.0' "
+        f"WHEN {column} - {column} = 0 THEN {column}::text ELSE 'null' END"
+    )
+
+
+def json_text(column: str) -> str:
+    return f"coalesce(to_json({column})::text, 'null')"
+
+
+def json_time(column: str) -> str:
+    return f"""coalesce('"' || {ISO.format(column)} || '"', 'null')"""
+
+
+INPUT_TEXT = (
+    "CASE WHEN jsonb_typeof(e.input -> 'text') = 'string' THEN (e.input -> 'text')::text "
+    "WHEN jsonb_typeof(e.input -> 'prompt') = 'string' THEN (e.input -> 'prompt')::text "
+    "ELSE 'null' END"
+)
+
+
+def jsonl_line(position: str) -> str:
+    """The JSONL line of ``Record.jsonl`` (same keys, same order, same values) as SQL."""
+    parts = [
+        "'{\"id\":' || e.id",
+        "',\"revision\":' || e.revision",
+        f"',\"split\":' || (:split_json::text[])[{position} + 1]",
+        f"',\"text\":' || {INPUT_TEXT}",
+        "',\"input\":' || coalesce(e.input::text, 'null')",
+        "',\"target\":' || coalesce(e.target::text, 'null')",
+        "',\"model_output\":' || coalesce(e.model_output::text, 'null')",
+        f"',\"model_version\":' || {json_text('p.model_version')}",
+        f"',\"source\":' || {json_text('e.source')}",
+        f"',\"agreement\":' || {json_float('e.agreement')}",
+        f"',\"weight\":' || {json_float('e.weight')}",
+        "',\"is_gold\":' || CASE WHEN e.is_gold THEN 'true' ELSE 'false' END",
+        "',\"cluster_id\":' || coalesce(e.cluster_id::text, 'null')",
+        "',\"segment\":' || coalesce(p.segment::text, '{}')",
+        f"',\"client_id\":' || {json_text('p.client_id')}",
+        f"',\"confidence\":' || {json_float('p.confidence')}",
+        f"',\"created_at\":' || {json_time('e.created_at')}",
+        f"',\"updated_at\":' || {json_time('e.updated_at')}",
+        "'}'",
+    ]
+    return " || ".join(parts)
+
+
+def split_params(splitter: Splitter) -> dict[str, Any]:
+    return {"split_json": [orjson.dumps(name).decode() for name in splitter.names]}
+
+
+def supports(splitter: Splitter) -> bool:
+    return len(splitter.names) <= MAX_SPLITS
+
+
+def filter_conditions(flt: DatasetFilter) -> tuple[list[str], dict[str, Any]]:
+    """The filter's Python-side checks (labels, segments) as PostgreSQL conditions.
+
+    Labels: ``?|`` matches a string target or a string element of an array target.
+    Segments compare like ``str(value)`` in Python for strings, booleans, null and missing.
+    The ``splits`` check is applied by the caller on the split position."""
+    where: list[str] = []
+    params: dict[str, Any] = {}
+    if flt.labels is not None:
+        where.append("jsonb_typeof(e.target) IN ('string', 'array') AND e.target ?| :labels")
+        params["labels"] = list(flt.labels)
+    for index, (key, allowed) in enumerate((flt.segments or {}).items()):
+        value = f"(p.segment -> :seg_key{index})"
+        text = (
+            f"CASE jsonb_typeof({value}) WHEN 'boolean' THEN initcap({value}::text) "
+            f"WHEN 'string' THEN {value} #>> '{{}}' WHEN 'number' THEN {value}::text "
+            f"WHEN 'null' THEN 'None' ELSE {value}::text END"
+        )
+        where.append(f"coalesce({text}, 'None') = ANY(:seg_values{index})")
+        params[f"seg_key{index}"], params[f"seg_values{index}"] = key, list(allowed)
+    return where, params
+
+
+# --- statistics from keys ------------------------------------------------------------------
+
+FIELD, END = "\x1c", "\x1d"
+FOLD_AT = 50_000  # distinct keys held before folding them into BuildStats (bounded memory)
+
+
+def stats_key(position: str, count_labels: bool) -> str:
+    """SQL text: what the manifest counts about a row (see module docstring)."""
+    parts = [
+        f"chr(65 + {position})",
+        json_text("e.source"),
+        json_text("coalesce(p.model_version, '')"),
+        "CASE WHEN e.is_gold THEN '1' ELSE '0' END",
+        "coalesce(e.agreement::text, '')",
+    ]
+    if count_labels:
+        parts.append("coalesce(e.target::text, 'null')")
+    return f" || '{FIELD}' || ".join(parts)
+
+
+class KeyStats:
+    """Counts of statistics keys, folded into a ``BuildStats`` with the same rules as the
+    row-by-row path (``BuildStats.add``)."""
+
+    def __init__(self, stats: BuildStats, names: list[str]) -> None:
+        self.stats, self.names = stats, names
+        self.counts: dict[bytes, int] = {}
+
+    def merge(self, counts: Iterable[tuple[bytes, int]]) -> None:
+        for key, n in counts:
+            self.counts[key] = self.counts.get(key, 0) + n
+        if len(self.counts) > FOLD_AT:
+            self.fold()
+
+    def fold(self) -> BuildStats:
+        for key, n in self.counts.items():
+            self._add(key.decode().split(FIELD), n)
+        self.counts.clear()
+        return self.stats
+
+    def _add(self, fields: list[str], n: int) -> None:
+        stats = self.stats
+        split = self.names[ord(fields[0]) - 65]
+        stats.total += n
+        stats.splits[split] += n
+        stats.sources[orjson.loads(fields[1])] += n
+        stats.add_model_version(orjson.loads(fields[2]), n)
+        stats.gold += n * (fields[3] == "1")
+        if fields[4]:
+            stats.add_agreement(float(fields[4]), n)
+        if stats.count_labels:
+            stats.add_labels(split, orjson.loads(fields[5]), n)
+
+
+# --- JSONL ---------------------------------------------------------------------------------
+
+COPY_LINES = "(FORMAT csv, DELIMITER E'\\x1f', QUOTE E'\\x1e')"
+
+
+def jsonl_sql(from_where: str, splitter: Splitter, count_labels: bool) -> tuple[str, dict]:
+    """``COPY`` of statistics key + JSONL line per row, in id order."""
+    position, params = splitter.sql_position()
+    select = f"{stats_key(position, count_labels)} || '{END}' || {jsonl_line(position)}"
+    sql = f"COPY (SELECT {select} FROM {from_where} ORDER BY e.id) TO STDOUT {COPY_LINES}"
+    return sql, {**params, **split_params(splitter)}
+
+
+class _SplitFiles(dict[int, BinaryIO]):
+    def __init__(self, root: Path, names: list[str]) -> None:
+        super().__init__()
+        self.root, self.names = root, names
+
+    def __missing__(self, code: int) -> BinaryIO:
+        path = self.root / "jsonl" / f"{self.names[code - 65]}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = self[code] = path.open("wb", buffering=1 << 20)
+        return handle
+
+
+def write_jsonl(
+    rows: Iterable[Any],
+    root: Path,
+    names: list[str],
+    keys: KeyStats | None,
+    tick: Callable[[int], None],
+) -> dict[str, dict[str, Any]]:
+    """Route ``COPY`` rows (key, ``\\x1d``, line) to ``jsonl/<split>.jsonl``."""
+    if keys is None:
+        keys = KeyStats(BuildStats(), names)  # counted by another pass: discarded
+    files = _SplitFiles(root, names)
+    counts: dict[bytes, int] = {}
+    written = [0] * 256
+    done = 0
+    try:
+        for row in rows:
+            data = bytes(row)
+            cut = data.index(29)
+            key = data[:cut]
+            counts[key] = counts.get(key, 0) + 1
+            files[data[0]].write(data[cut + 1 :])
+            written[data[0]] += 1
+            done += 1
+            if not done & 0x3FFF:
+                tick(done)
+                keys.merge(counts.items())
+                counts.clear()
+    finally:
+        for handle in files.values():
+            handle.close()
+    keys.merge(counts.items())
+    return {
+        f"jsonl/{names[code - 65]}.jsonl": {
+            "split": names[code - 65],
+            "rows": written[code],
+            "format": "jsonl",
+        }
+        for code in files
+    }
+
+
+# --- Parquet (and the Hugging Face layout) ---------------------------------------------------
+
+COPY_CSV = "(FORMAT csv, FORCE_QUOTE *)"
+CSV_BLOCK = 4 << 20
+
+
+def label_sql(column: str) -> tuple[str, str]:
+    """A target/output for the label column: a string as itself, anything else as its JSON
+    text with a flag, so Python applies ``formats._as_label`` to just those rows."""
+    kind = f"jsonb_typeof({column})"
+    value = (
+        f"CASE WHEN {column} IS NULL OR {kind} = 'null' THEN NULL "
+        f"WHEN {kind} = 'string' THEN {column} #>> '{{}}' ELSE {column}::text END"
+    )
+    return value, f"coalesce({kind} NOT IN ('string', 'null'), false)"
+
+
+TEXT_VALUE = (
+    "CASE WHEN jsonb_typeof(e.input -> 'text') = 'string' THEN e.input ->> 'text' "
+    "WHEN jsonb_typeof(e.input -> 'prompt') = 'string' THEN e.input ->> 'prompt' END"
+)
+
+
+def parquet_sql(from_where: str, splitter: Splitter, count_labels: bool) -> tuple[str, dict]:
+    """``COPY`` CSV of the Parquet columns (``formats.parquet_schema``) plus the statistics key."""
+    position, params = splitter.sql_position()
+    columns = [
+        "e.id",
+        f"(:split_names::text[])[{position} + 1]",
+        TEXT_VALUE,
+        *label_sql("e.target"),
+        *label_sql("e.model_output"),
+        "p.model_version",
+        "e.source",
+        "e.agreement",
+        "e.weight",
+        "coalesce(e.is_gold, false)",
+        "e.cluster_id",
+        "e.revision",
+        ISO.format("e.created_at"),
+        "e.input::text",
+        "coalesce(p.segment::text, '{}')",
+        stats_key(position, count_labels),
+    ]
+    sql = f"COPY (SELECT {', '.join(columns)} FROM {from_where} ORDER BY e.id) TO STDOUT {COPY_CSV}"
+    return sql, {**params, "split_names": splitter.names}
+
+
+class _RowsFile:
+    """A read-only file over ``COPY`` rows, for pyarrow's streaming CSV reader."""
+
+    def __init__(self, rows: Iterable[Any]) -> None:
+        self._rows: Iterator[Any] = iter(rows)
+        self._rest = b""
+        self.closed = False
+
+    def read(self, size: int = -1) -> bytes:
+        parts, have = [self._rest], len(self._rest)
+        while size < 0 or have < size:
+            row = next(self._rows, None)
+            if row is None:
+                break
+            parts.append(row)
+            have += len(row)
+        data = b"".join(parts)
+        if size < 0:
+            self._rest = b""
+            return data
+        self._rest = data[size:]
+        return data[:size]
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+COPY_COLUMNS = [
+    ("id", pa.int64()),
+    ("split", pa.string()),
+    ("text", pa.string()),
+    ("label", pa.string()),
+    ("_label_raw", pa.bool_()),
+    ("model_output", pa.string()),
+    ("_model_output_raw", pa.bool_()),
+    ("model_version", pa.string()),
+    ("source", pa.string()),
+    ("agreement", pa.float64()),
+    ("weight", pa.float64()),
+    ("is_gold", pa.bool_()),
+    ("cluster_id", pa.int64()),
+    ("revision", pa.int64()),
+    ("created_at", pa.string()),
+    ("input", pa.string()),
+    ("segment", pa.string()),
+    ("_stats", pa.string()),
+]
+
+
+def csv_batches(rows: Iterable[Any]) -> Iterator[pa.RecordBatch]:
+    """pyarrow batches of the ``parquet_sql`` rows."""
+    reader = pacsv.open_csv(
+        _RowsFile(rows),
+        read_options=pacsv.ReadOptions(
+            column_names=[name for name, _ in COPY_COLUMNS], block_size=CSV_BLOCK
+        ),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(
+            column_types=dict(COPY_COLUMNS),
+            null_values=[""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+            true_values=["t"],
+            false_values=["f"],
+        ),
+    )
+    yield from reader
+
+
+def parquet_table(batch: pa.RecordBatch, schema: pa.Schema) -> pa.Table:
+    """The Parquet columns of a batch; labels that were not plain strings (and every label
+    of a multilabel project) go through ``formats._as_label`` like in the general path."""
+    multilabel = pa.types.is_list(schema.field("label").type)
+    arrays = []
+    for f in schema:
+        column = batch.column(f.name)
+        if f.name in ("label", "model_output"):
+            raw = batch.column(f"_{f.name}_raw")
+            if multilabel or pc.any(raw).as_py():
+                values = zip(column.to_pylist(), raw.to_pylist(), strict=True)
+                fixed = [_as_label(orjson.loads(v) if r else v, multilabel) for v, r in values]
+                column = pa.array(fixed, type=f.type)
+        arrays.append(column)
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+class ParquetSplits:
+    """One Parquet file (zstd) per split, written in row groups of ~``PARQUET_BATCH`` rows."""
+
+    def __init__(self, root: Path, schema: pa.Schema, name_for: Callable[[str], str]) -> None:
+        self.root, self.schema, self.name_for = root, schema, name_for
+        self.pending: dict[str, list[pa.Table]] = {}
+        self.writers: dict[str, pq.ParquetWriter] = {}
+        self.rows: Counter[str] = Counter()
+
+    def add(self, split: str, table: pa.Table) -> None:
+        buffered = self.pending.setdefault(split, [])
+        buffered.append(table)
+        self.rows[split] += table.num_rows
+        if sum(t.num_rows for t in buffered) >= PARQUET_BATCH:
+            self._flush(split)
+
+    def _flush(self, split: str) -> None:
+        tables = self.pending.pop(split, [])
+        if not tables:
+            return
+        writer = self.writers.get(split)
+        if writer is None:
+            path = self.root / self.name_for(split)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            writer = self.writers[split] = pq.ParquetWriter(path, self.schema, compression="zstd")
+        table = pa.concat_tables(tables)
+        writer.write_table(table, row_group_size=max(table.num_rows, 1))
+
+    def close(self, folder: str) -> dict[str, dict[str, Any]]:
+        for split in list(self.pending):
+            self._flush(split)
+        for writer in self.writers.values():
+            writer.close()
+        return {
+            self.name_for(s): {"split": s, "rows": self.rows[s], "format": folder}
+            for s in self.writers
+        }
+
+
+def write_parquet(
+    rows: Iterable[Any],
+    root: Path,
+    context: ExportContext,
+    folder: str,
+    keys: KeyStats | None,
+    tick: Callable[[int], None],
+) -> dict[str, dict[str, Any]]:
+    """Route CSV batches by split into Parquet files; count the statistics keys."""
+    schema = parquet_schema(context.task_type)
+    if folder == "hf":
+        out = ParquetSplits(root, schema, lambda s: f"hf/data/{s}-00000-of-00001.parquet")
+    else:
+        out = ParquetSplits(root, schema, lambda s: f"{folder}/{s}.parquet")
+    done = 0
+    for batch in csv_batches(rows):
+        if keys is not None:
+            counts = pc.value_counts(batch.column("_stats"))
+            values = (v.encode() for v in counts.field("values").to_pylist())
+            keys.merge(zip(values, counts.field("counts").to_pylist(), strict=True))
+        table = parquet_table(batch, schema)
+        for split in pc.unique(table.column("split")).to_pylist():
+            out.add(split, table.filter(pc.equal(table.column("split"), split)))
+        done += batch.num_rows
+        tick(done)
+    files = out.close(folder)
+    if folder == "hf":
+        ordered = sorted(files.values(), key=_split_order)
+        card = root / "hf" / "README.md"
+        card.parent.mkdir(parents=True, exist_ok=True)
+        card.write_text(hf_card(context, ordered))
+        files["hf/README.md"] = {"split": None, "rows": None, "format": "hf"}
+    return files
+
+
+# --- one build -------------------------------------------------------------------------------
+
+FAST_FORMATS = ("jsonl", "parquet", "hf")
+Copy = Callable[[str, dict[str, Any]], Iterator[Any]]
+
+
+def from_where(
+    tables: str, where: str, params: dict[str, Any], flt: DatasetFilter, splitter: Splitter
+) -> tuple[str, dict[str, Any]]:
+    """``<tables> WHERE …`` with the whole filter in SQL (the ``splits`` check on the split
+    position, so only exports filtered by split pay for a second hash per row)."""
+    extra, extra_params = filter_conditions(flt)
+    conditions = [where, *extra]
+    params = {**params, **extra_params}
+    if flt.splits is not None:
+        position, split_params_ = splitter.sql_position()
+        wanted = [i for i, name in enumerate(splitter.names) if name in flt.splits]
+        conditions.append(f"{position} = ANY(:wanted_positions)")
+        params.update(split_params_, wanted_positions=wanted)
+    return f"{tables} WHERE {' AND '.join(f'({c})' for c in conditions)}", params
+
+
+def export(
+    copy: Copy,
+    source: tuple[str, dict[str, Any]],
+    splitter: Splitter,
+    context: ExportContext,
+    root: Path,
+    formats: list[str],
+    stats: BuildStats,
+    tick: Callable[[int, int], None],
+) -> dict[str, dict[str, Any]]:
+    """Write every fast format, one ``COPY`` each; the first pass fills ``stats``."""
+    sql_source, params = source
+    count_labels = stats.count_labels
+    keys: KeyStats | None = KeyStats(stats, splitter.names)
+    files: dict[str, dict[str, Any]] = {}
+    for index, name in enumerate(formats):
+
+        def progress(done: int, index: int = index) -> None:
+            tick(index, done)
+
+        if name == "jsonl":
+            sql, extra = jsonl_sql(sql_source, splitter, count_labels)
+            files |= write_jsonl(
+                copy(sql, {**params, **extra}), root, splitter.names, keys, progress
+            )
+        else:
+            sql, extra = parquet_sql(sql_source, splitter, count_labels)
+            rows = copy(sql, {**params, **extra})
+            files |= write_parquet(rows, root, context, name, keys, progress)
+        if keys is not None:
+            keys.fold()
+            keys = None
+    return files
