@@ -44,9 +44,25 @@ class MetricFact(SQLModel, table=True):
     """What one prediction contributes to the metrics, as last computed."""
 
     __tablename__ = "metric_fact"
+    # Both partial: most facts are unsettled production predictions that neither index
+    # serves, and a rebuild writes a million facts — maintaining them for all would double
+    # its write cost.
     __table_args__ = (
-        Index("ix_metric_fact_confusion", "project_id", "output_key", "label_key"),
-        Index("ix_metric_fact_shadow_of", "project_id", "shadow_of"),
+        Index(
+            "ix_metric_fact_confusion",
+            "project_id",
+            "output_key",
+            "label_key",
+            postgresql_where=Column("label_key").isnot(None),
+            sqlite_where=Column("label_key").isnot(None),
+        ),
+        Index(
+            "ix_metric_fact_shadow_of",
+            "project_id",
+            "shadow_of",
+            postgresql_where=Column("shadow_of").isnot(None),
+            sqlite_where=Column("shadow_of").isnot(None),
+        ),
     )
 
     id: int | None = id_field()

@@ -45,6 +45,8 @@ class ReviewItem(SQLModel, table=True):
             postgresql_where=Column("status").in_(OPEN_STATUSES),
             sqlite_where=Column("status").in_(OPEN_STATUSES),
         ),
+        # Every item of a prediction, whatever its status (metrics look up settled audits).
+        Index("ix_review_item_prediction", "prediction_id"),
     )
 
     id: int | None = id_field()

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 14:02:22.626479
+Create Date: 2026-11-27 14:22:40.792947
 """
 
 from collections.abc import Sequence
@@ -213,9 +213,9 @@ def upgrade() -> None:
     sa.UniqueConstraint('prediction_id')
     )
     with op.batch_alter_table('metric_fact', schema=None) as batch_op:
-        batch_op.create_index('ix_metric_fact_confusion', ['project_id', 'output_key', 'label_key'], unique=False)
+        batch_op.create_index('ix_metric_fact_confusion', ['project_id', 'output_key', 'label_key'], unique=False, postgresql_where=sa.text('label_key IS NOT NULL'), sqlite_where=sa.text('label_key IS NOT NULL'))
         batch_op.create_index(batch_op.f('ix_metric_fact_project_id'), ['project_id'], unique=False)
-        batch_op.create_index('ix_metric_fact_shadow_of', ['project_id', 'shadow_of'], unique=False)
+        batch_op.create_index('ix_metric_fact_shadow_of', ['project_id', 'shadow_of'], unique=False, postgresql_where=sa.text('shadow_of IS NOT NULL'), sqlite_where=sa.text('shadow_of IS NOT NULL'))
 
     op.create_table('metric_rollup',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -374,6 +374,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('review_item', schema=None) as batch_op:
+        batch_op.create_index('ix_review_item_prediction', ['prediction_id'], unique=False)
         batch_op.create_index('ix_review_item_queue', ['project_id', 'status', sa.literal_column('priority DESC'), 'id'], unique=False)
         batch_op.create_index('uq_review_item_open_prediction', ['prediction_id'], unique=True, postgresql_where=sa.text("status IN ('pending', 'claimed')"), sqlite_where=sa.text("status IN ('pending', 'claimed')"))
 
@@ -438,6 +439,7 @@ def downgrade() -> None:
     with op.batch_alter_table('review_item', schema=None) as batch_op:
         batch_op.drop_index('uq_review_item_open_prediction', postgresql_where=sa.text("status IN ('pending', 'claimed')"), sqlite_where=sa.text("status IN ('pending', 'claimed')"))
         batch_op.drop_index('ix_review_item_queue')
+        batch_op.drop_index('ix_review_item_prediction')
 
     op.drop_table('review_item')
     with op.batch_alter_table('feedback_event', schema=None) as batch_op:
@@ -462,9 +464,9 @@ def downgrade() -> None:
     op.drop_table('prediction')
     op.drop_table('metric_rollup')
     with op.batch_alter_table('metric_fact', schema=None) as batch_op:
-        batch_op.drop_index('ix_metric_fact_shadow_of')
+        batch_op.drop_index('ix_metric_fact_shadow_of', postgresql_where=sa.text('shadow_of IS NOT NULL'), sqlite_where=sa.text('shadow_of IS NOT NULL'))
         batch_op.drop_index(batch_op.f('ix_metric_fact_project_id'))
-        batch_op.drop_index('ix_metric_fact_confusion')
+        batch_op.drop_index('ix_metric_fact_confusion', postgresql_where=sa.text('label_key IS NOT NULL'), sqlite_where=sa.text('label_key IS NOT NULL'))
 
     op.drop_table('metric_fact')
     with op.batch_alter_table('metric_alert', schema=None) as batch_op:
