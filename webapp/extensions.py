@@ -12,6 +12,7 @@ from flask import Flask, current_app
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from corrigenda.datasets.storage import register_data_dir
 from corrigenda.db import make_engine, transaction
 from corrigenda.settings import Settings, ensure_data_dir
 
@@ -20,7 +21,11 @@ def init_app(app: Flask, settings: Settings) -> None:
     if not settings.database_url:
         ensure_data_dir(settings)
     app.extensions["corrigenda.settings"] = settings
-    app.extensions["corrigenda.engine"] = make_engine(settings.resolved_database_url())
+    engine = make_engine(settings.resolved_database_url())
+    app.extensions["corrigenda.engine"] = engine
+    # The in-process worker only gets the engine; tell it where this app keeps dataset files
+    # before any request can queue a build.
+    register_data_dir(engine, settings.data_dir)
     init_celery(app, settings)
 
 

@@ -10,12 +10,11 @@ from sqlmodel import Session, col, select
 
 from corrigenda.audit import record_audit
 from corrigenda.datasets import DatasetRequestError, LocalStorage, create_version, version_prefix
-from corrigenda.datasets.storage import register_data_dir
 from corrigenda.models import DatasetVersion
 from corrigenda.schemas.common import field_errors
 from corrigenda.schemas.datasets import DatasetCreate, DatasetFile, DatasetList, DatasetPublic
 
-from ..extensions import db_transaction, get_engine, get_settings, read_session
+from ..extensions import db_transaction, get_settings, read_session
 from .auth import require_key
 from .blueprint import bp
 from .body import json_body
@@ -33,7 +32,6 @@ def _project_slug(slug: str) -> None:
 
 
 def storage() -> LocalStorage:
-    register_data_dir(get_engine(), get_settings().data_dir)
     return LocalStorage.for_data_dir(get_settings().data_dir)
 
 
