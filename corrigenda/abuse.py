@@ -10,26 +10,29 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import update
+from sqlalchemy.dialects import sqlite
 from sqlmodel import Session, col, select
 
 from .aggregate import label_key, reliabilities
-from .bulk import chunks
+from .bulk import among, chunks, dialect, upsert_arrays
 from .models import (
     Cluster,
     EffectiveOpinion,
     EndUserStatus,
     Example,
-    FeedbackEvent,
     Prediction,
     Project,
     utcnow,
 )
 
 OPINION_KINDS = ("accept", "reject", "correct", "flag")
+STATUS = EndUserStatus.__table__
 
 
 def statuses(session: Session, project_id: int, users: set[str]) -> dict[str, EndUserStatus]:
@@ -42,33 +45,97 @@ def statuses(session: Session, project_id: int, users: set[str]) -> dict[str, En
     return found
 
 
+@dataclass(slots=True)
+class _Window:
+    start: datetime | None
+    count: int
+    capped: int
+    quarantined: bool
+
+
 def apply_caps(
     session: Session,
     project_id: int,
-    events: Sequence[FeedbackEvent],
-    users: dict[str, str],
+    events: Sequence[Any],
+    users: dict[int, str],
     cap: int,
-) -> set[int]:
-    """Ids of events over their user's hourly cap (counted by received hour)."""
-    known = statuses(session, project_id, set(users.values()))
+) -> tuple[set[int], set[str]]:
+    """Ids of events over their user's hourly cap (counted by received hour), and the
+    users in quarantine. One read and one upsert of the users' standing per batch."""
+    known = _windows(session, project_id, set(users.values()))
     capped: set[int] = set()
     for event in sorted(events, key=lambda e: (e.received_at, e.id)):
-        user = users[event.id]  # type: ignore[index]
+        user = users[event.id]
         status = known.get(user)
         if status is None:
-            status = EndUserStatus(project_id=project_id, end_user=user)
-            known[user] = status
+            status = known[user] = _Window(None, 0, 0, False)
         window = event.received_at.replace(minute=0, second=0, microsecond=0)
-        if status.window_start is None or window > status.window_start:
-            status.window_start, status.window_count = window, 0
-        if window == status.window_start:
-            if status.window_count >= cap:
-                capped.add(event.id)  # type: ignore[arg-type]
-                status.capped_events += 1
-            status.window_count += 1
-        status.updated_at = utcnow()
-        session.add(status)
-    return capped
+        if status.start is None or window > status.start:
+            status.start, status.count = window, 0
+        if window == status.start:
+            if status.count >= cap:
+                capped.add(event.id)
+                status.capped += 1
+            status.count += 1
+    _store_windows(session, project_id, known)
+    return capped, {user for user, status in known.items() if status.quarantined}
+
+
+def _windows(session: Session, project_id: int, users: set[str]) -> dict[str, _Window]:
+    c = STATUS.c
+    found: dict[str, _Window] = {}
+    for part in chunks(sorted(users)):
+        query = sa.select(
+            c.end_user, c.window_start, c.window_count, c.capped_events, c.quarantined_at
+        ).where(c.project_id == project_id, among(session, c.end_user, part, kind="varchar"))
+        for user, start, count, capped, quarantined_at in session.execute(query):
+            found[user] = _Window(start, count, capped, quarantined_at is not None)
+    return found
+
+
+def _store_windows(session: Session, project_id: int, windows: dict[str, _Window]) -> None:
+    now = utcnow()
+    rows = [
+        {
+            "project_id": project_id,
+            "end_user": user,
+            "window_start": w.start,
+            "window_count": w.count,
+            "capped_events": w.capped,
+            "settled": 0,
+            "disagreements": 0,
+            "reliability": 1.0,
+            "updated_at": now,
+        }
+        for user, w in sorted(windows.items())
+    ]
+    if not rows:
+        return
+    if dialect(session) == "postgresql":
+        types = {"project_id": "bigint", "end_user": "varchar", "window_start": "timestamptz"}
+        types |= {"window_count": "integer", "capped_events": "integer", "settled": "integer"}
+        types |= {"disagreements": "integer", "reliability": "float8", "updated_at": "timestamptz"}
+        upsert_arrays(
+            session,
+            "end_user_status",
+            {name: (kind, [r[name] for r in rows]) for name, kind in types.items()},
+            conflict="project_id, end_user",
+            assignments=", ".join(
+                f"{c} = excluded.{c}"
+                for c in ("window_start", "window_count", "capped_events", "updated_at")
+            ),
+        )
+        return
+    statement = sqlite.insert(STATUS)
+    statement = statement.on_conflict_do_update(
+        index_elements=["project_id", "end_user"],
+        set_={
+            name: statement.excluded[name]
+            for name in ("window_start", "window_count", "capped_events", "updated_at")
+        },
+    )
+    for part in chunks(rows, 1000):
+        session.execute(statement, part)
 
 
 def quarantined(session: Session, project_id: int, users: set[str]) -> set[str]:

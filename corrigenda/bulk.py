@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
+import sqlalchemy as sa
 from sqlalchemy import text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session
 
 T = TypeVar("T")
@@ -87,3 +89,48 @@ def array_literal(values: Iterable[Any]) -> str:
 def bytea_array_literal(values: Iterable[bytes]) -> str:
     """A PostgreSQL ``bytea[]`` literal in hex form."""
     return "{" + ",".join(f'"\\\\x{value.hex()}"' for value in values) + "}"
+
+
+def among(session: Session, column: Any, values: Sequence[Any], kind: str = "bigint") -> Any:
+    """``column IN values``. On PostgreSQL ONE array parameter (``= ANY``): the statement
+    text stays the same for any number of values, so it is parsed and planned once per
+    connection instead of once per distinct list length."""
+    if dialect(session) != "postgresql":
+        return column.in_(list(values))
+    element = sa.BigInteger() if kind == "bigint" else sa.String()
+    array = sa.bindparam(None, list(values), type_=ARRAY(element))
+    return column == sa.any_(array)
+
+
+def upsert_arrays(
+    session: Session,
+    table: str,
+    columns: dict[str, tuple[str, Sequence[Any]]],
+    *,
+    conflict: str,
+    assignments: str,
+) -> None:
+    """PostgreSQL only: ``INSERT … SELECT FROM unnest(arrays) ON CONFLICT (conflict) DO
+    UPDATE SET assignments`` — many rows, one statement, one round trip."""
+    names = ", ".join(columns)
+    arrays = ", ".join(f"CAST(:{name} AS {kind}[])" for name, (kind, _) in columns.items())
+    sql = (
+        f"INSERT INTO {table} AS t ({names}) SELECT * FROM unnest({arrays}) "
+        f"ON CONFLICT ({conflict}) DO UPDATE SET {assignments}"
+    )
+    session.execute(text(sql), {name: list(values) for name, (_, values) in columns.items()})
+
+
+def update_arrays(
+    session: Session, table: str, key: str, columns: dict[str, tuple[str, Sequence[Any]]]
+) -> None:
+    """PostgreSQL only: ``UPDATE … FROM unnest(arrays)`` matching ``key`` (the first
+    column of ``columns``) — many rows updated with different values in one statement."""
+    names = ", ".join(columns)
+    arrays = ", ".join(f"CAST(:{name} AS {kind}[])" for name, (kind, _) in columns.items())
+    sets = ", ".join(f"{name} = v.{name}" for name in columns if name != key)
+    sql = (
+        f"UPDATE {table} AS t SET {sets} FROM unnest({arrays}) AS v({names}) "
+        f"WHERE t.{key} = v.{key}"
+    )
+    session.execute(text(sql), {name: list(values) for name, (_, values) in columns.items()})

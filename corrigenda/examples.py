@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import BigInteger, Text, cast, func, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, col, select
 
@@ -96,6 +98,7 @@ def upsert_example(
         example = Example(project_id=prediction.project_id, prediction_id=prediction.id, revision=0)
     elif _unchanged(example, prediction, target, source, provenance, agreement):
         return example
+    example.deleted_at = None  # writing a withdrawn example brings it back, as a new revision
     example.input = prediction.input
     example.model_output = prediction.output
     example.cluster_id = prediction.cluster_id
@@ -149,6 +152,72 @@ def _touch(session: Session, example: Example) -> None:
         example.revision = Example.revision + 1  # type: ignore[assignment]
     example.updated_at = utcnow()
     example.seq = position_expression(session, example.project_id)
+
+
+# Columns a bulk upsert writes; ``upsert_examples`` rows carry exactly these.
+UPSERT_COLUMNS = (
+    "prediction_id",
+    "input",
+    "model_output",
+    "cluster_id",
+    "target",
+    "source",
+    "provenance",
+    "agreement",
+)
+
+
+def upsert_examples(session: Session, *, project_id: int, rows: list[dict[str, Any]]) -> int:
+    """Write (or revise, or bring back) many examples of one project in one statement.
+
+    The bulk form of ``upsert_example`` for the workers' hot path: ``INSERT … ON CONFLICT
+    DO UPDATE``, ``revision + 1`` in SQL and the same commit-safe position (see module
+    docstring) for every row. It writes every row it is given: callers pass only rows that
+    changed (``upsert_example`` keeps the per-row no-op check).
+    """
+    if not rows:
+        return 0
+    now = utcnow()
+    position = position_expression(session, project_id)
+    fixed = {"project_id": project_id, "weight": 1.0, "is_gold": False, "revision": 1}
+    fixed |= {"deleted_at": None, "created_at": now, "updated_at": now}
+    values = [{**fixed, **{c: row[c] for c in UPSERT_COLUMNS}} for row in rows]
+    table = Example.__table__
+    insert = sqlite_insert if is_sqlite(session.get_bind()) else pg_insert
+    statement = insert(table)
+    if isinstance(position, int):  # SQLite: a number taken inside this write transaction
+        values = [{**v, "seq": position} for v in values]
+    else:  # PostgreSQL: the writing transaction's id, evaluated by the server
+        statement = statement.values(seq=position)
+    new = statement.excluded
+    changes = {c: new[c] for c in UPSERT_COLUMNS[1:]}
+    changes |= {"deleted_at": None, "updated_at": new.updated_at, "seq": new.seq}
+    changes["revision"] = table.c.revision + 1
+    statement = statement.on_conflict_do_update(
+        index_elements=["project_id", "prediction_id"], set_=changes
+    )
+    session.execute(statement, values)
+    return len(values)
+
+
+def delete_examples(session: Session, *, project_id: int, example_ids: list[int]) -> int:
+    """The bulk form of ``delete_example``: tombstones with a new revision and position."""
+    live = [i for i in example_ids if i is not None]
+    if not live:
+        return 0
+    now = utcnow()
+    table = Example.__table__
+    statement = (
+        table.update()
+        .where(table.c.id.in_(sorted(live)), table.c.deleted_at.is_(None))
+        .values(
+            deleted_at=now,
+            updated_at=now,
+            revision=table.c.revision + 1,
+            seq=position_expression(session, project_id),
+        )
+    )
+    return session.execute(statement).rowcount  # type: ignore[attr-defined, no-any-return]
 
 
 # --- reading the stream -------------------------------------------------------------------

@@ -16,22 +16,27 @@ Events already processed are skipped, so running a batch twice changes nothing.
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from . import abuse
-from .bulk import chunks, lock_project
+from . import abuse, dedupe
+from .bulk import among, chunks, dialect, lock_project, update_arrays
 from .clustering import assign_clusters
-from .models import Cluster, EffectiveOpinion, FeedbackEvent, Prediction, Project, utcnow
+from .models import Cluster, FeedbackEvent, Prediction, Project, utcnow
 from .normalize import input_text
 from .routing import audit_selected, effective_policy, route_clusters
 
 OPINION_KINDS = ("accept", "reject", "correct", "flag")
+EVENTS = FeedbackEvent.__table__
+PREDICTIONS = Prediction.__table__
 
 
 @dataclass
@@ -43,6 +48,43 @@ class ProcessResult:
     near_duplicates: int = 0
     examples_written: int = 0
     review_items: int = 0
+
+
+@dataclass(slots=True)
+class EventRow:
+    """The columns of a feedback event that processing reads (a plain record, no ORM)."""
+
+    id: int
+    event_id: uuid.UUID
+    project_id: int
+    prediction_id: int
+    kind: str
+    value: Any
+    end_user: str | None
+    session_id: str | None
+    client_time: datetime | None
+    received_at: datetime
+
+
+@dataclass(slots=True)
+class PredictionState:
+    """What processing reads and may set on a prediction; ``input`` only while unclustered."""
+
+    id: int
+    cluster_id: int | None
+    content_hash: str | None
+    input: Any
+    shown_at: datetime | None
+    audit_sample: bool | None
+    dirty: bool = False
+
+
+@dataclass
+class _Outcome:
+    """Per-event bookkeeping written back in bulk at the end of a batch."""
+
+    errors: dict[int, str]
+    ignored: dict[int, str]
 
 
 def pending_event_ids(
@@ -61,7 +103,7 @@ def pending_event_ids(
 def process_events(session: Session, *, event_ids: list[int]) -> ProcessResult:
     """Process the given events; processed, set-aside or locked ones are skipped."""
     result = ProcessResult()
-    by_project: dict[int, list[FeedbackEvent]] = defaultdict(list)
+    by_project: dict[int, list[EventRow]] = defaultdict(list)
     for event in _claim(session, event_ids):
         by_project[event.project_id].append(event)
     for project_id in sorted(by_project):
@@ -69,25 +111,28 @@ def process_events(session: Session, *, event_ids: list[int]) -> ProcessResult:
     return result
 
 
-def _claim(session: Session, event_ids: list[int]) -> list[FeedbackEvent]:
-    events: list[FeedbackEvent] = []
+_EVENT_COLUMNS = [EVENTS.c[name] for name in EventRow.__slots__]  # type: ignore[attr-defined]
+
+
+def _claim(session: Session, event_ids: list[int]) -> list[EventRow]:
+    events: list[EventRow] = []
     for part in chunks(sorted(set(event_ids))):
         query = (
-            select(FeedbackEvent)
+            sa.select(*_EVENT_COLUMNS)
             .where(
-                col(FeedbackEvent.id).in_(part),
-                col(FeedbackEvent.processed_at).is_(None),
-                col(FeedbackEvent.error).is_(None),
+                among(session, EVENTS.c.id, part),
+                EVENTS.c.processed_at.is_(None),
+                EVENTS.c.error.is_(None),
             )
-            .order_by(col(FeedbackEvent.id))
+            .order_by(EVENTS.c.id)
             .with_for_update(skip_locked=True)
         )
-        events.extend(session.exec(query).all())
+        events.extend(EventRow(*row) for row in session.execute(query))
     return events
 
 
 def _process_project(
-    session: Session, project_id: int, events: list[FeedbackEvent], result: ProcessResult
+    session: Session, project_id: int, events: list[EventRow], result: ProcessResult
 ) -> None:
     lock_project(session, project_id)
     project = session.get(Project, project_id)
@@ -95,36 +140,87 @@ def _process_project(
         return
     policy = effective_policy(project)
     predictions = _predictions(session, project_id, {e.prediction_id for e in events})
-    good = [e for e in events if not _set_aside_invalid(e, project, predictions, result)]
+    outcome = _Outcome(errors={}, ignored={})
+    good = [e for e in events if not _set_aside_invalid(e, project, predictions, outcome)]
+    result.set_aside += len(outcome.errors)
     touched = sorted({e.prediction_id for e in good})
     _cluster(session, project, policy, [predictions[p] for p in touched], result)
     clusters = _mark_shown_and_audit(predictions, good, float(policy["audit_rate"]))
-    clusters |= _record_opinions(session, project, policy, good, predictions, result)
+    clusters |= _record_opinions(session, project, policy, good, predictions, outcome)
+    result.ignored += len(outcome.ignored)
+    store_predictions(session, predictions.values())
     _touch(session, clusters)
     routed = route_clusters(session, project=project, cluster_ids=clusters)
     result.examples_written += routed.examples_written
     result.review_items += routed.items_created
-    now = utcnow()
-    for event in good:
-        event.processed_at = now
-        session.add(event)
+    _finish_events(session, good, outcome)
     result.processed += len(good)
-    session.flush()
 
 
-def _predictions(session: Session, project_id: int, ids: set[int]) -> dict[int, Prediction]:
-    found: dict[int, Prediction] = {}
+_PREDICTION_COLUMNS = (
+    PREDICTIONS.c.id,
+    PREDICTIONS.c.cluster_id,
+    PREDICTIONS.c.content_hash,
+    # The input is only needed (and decoded) for predictions not clustered yet.
+    sa.case((PREDICTIONS.c.cluster_id.is_(None), PREDICTIONS.c.input), else_=None).label("input"),
+    PREDICTIONS.c.shown_at,
+    PREDICTIONS.c.audit_sample,
+)
+
+
+def _predictions(session: Session, project_id: int, ids: set[int]) -> dict[int, PredictionState]:
+    found: dict[int, PredictionState] = {}
     for part in chunks(sorted(ids)):
-        query = select(Prediction).where(
-            col(Prediction.id).in_(part), Prediction.project_id == project_id
+        query = sa.select(*_PREDICTION_COLUMNS).where(
+            among(session, PREDICTIONS.c.id, part), PREDICTIONS.c.project_id == project_id
         )
-        found.update({p.id: p for p in session.exec(query)})  # type: ignore[misc]
+        found.update((row[0], PredictionState(*row)) for row in session.execute(query))
     return found
 
 
-def invalid_reason(
-    event: FeedbackEvent, project: Project, prediction: Prediction | None
-) -> str | None:
+def store_predictions(session: Session, predictions: Iterable[PredictionState]) -> None:
+    """Write back cluster, hash, shown time and audit draw of the predictions that changed."""
+    rows = [
+        {
+            "b_id": p.id,
+            "b_cluster": p.cluster_id,
+            "b_hash": p.content_hash,
+            "b_shown": p.shown_at,
+            "b_audit": p.audit_sample,
+        }
+        for p in predictions
+        if p.dirty
+    ]
+    if not rows:
+        return
+    if dialect(session) == "postgresql":
+        update_arrays(
+            session,
+            "prediction",
+            "id",
+            {
+                "id": ("bigint", [r["b_id"] for r in rows]),
+                "cluster_id": ("bigint", [r["b_cluster"] for r in rows]),
+                "content_hash": ("varchar", [r["b_hash"] for r in rows]),
+                "shown_at": ("timestamptz", [r["b_shown"] for r in rows]),
+                "audit_sample": ("boolean", [r["b_audit"] for r in rows]),
+            },
+        )
+        return
+    statement = (
+        PREDICTIONS.update()
+        .where(PREDICTIONS.c.id == sa.bindparam("b_id"))
+        .values(
+            cluster_id=sa.bindparam("b_cluster"),
+            content_hash=sa.bindparam("b_hash"),
+            shown_at=sa.bindparam("b_shown"),
+            audit_sample=sa.bindparam("b_audit"),
+        )
+    )
+    session.execute(statement, rows)
+
+
+def invalid_reason(event: Any, project: Project, prediction: Any | None) -> str | None:
     """Why ``event`` cannot be processed, or None. The reason is shown to admins."""
     if prediction is None:
         return f"prediction {event.prediction_id} does not exist in project {project.slug!r}"
@@ -149,16 +245,15 @@ def _value_problem(value: Any, project: Project) -> str | None:
 
 
 def _set_aside_invalid(
-    event: FeedbackEvent,
+    event: EventRow,
     project: Project,
-    predictions: dict[int, Prediction],
-    result: ProcessResult,
+    predictions: dict[int, PredictionState],
+    outcome: _Outcome,
 ) -> bool:
     reason = invalid_reason(event, project, predictions.get(event.prediction_id))
     if reason is None:
         return False
-    event.error = reason
-    result.set_aside += 1
+    outcome.errors[event.id] = reason
     return True
 
 
@@ -166,7 +261,7 @@ def _cluster(
     session: Session,
     project: Project,
     policy: dict[str, Any],
-    predictions: list[Prediction],
+    predictions: list[PredictionState],
     result: ProcessResult,
 ) -> None:
     pending = [p for p in predictions if p.cluster_id is None]
@@ -183,13 +278,13 @@ def _cluster(
     for prediction in pending:
         prediction.content_hash = assignment.content_hashes[prediction.id]
         prediction.cluster_id = assignment.clusters[prediction.id]
-        session.add(prediction)
+        prediction.input, prediction.dirty = None, True
     result.clusters_created += len(assignment.created)
     result.near_duplicates += assignment.near_duplicates
 
 
 def _mark_shown_and_audit(
-    predictions: dict[int, Prediction], events: list[FeedbackEvent], rate: float
+    predictions: dict[int, PredictionState], events: list[EventRow], rate: float
 ) -> set[int]:
     """Any event means the prediction was shown; draw its audit sample once."""
     first_seen: dict[int, datetime] = {}
@@ -200,15 +295,16 @@ def _mark_shown_and_audit(
     for prediction_id, seen in first_seen.items():
         prediction = predictions[prediction_id]
         if prediction.shown_at is None:
-            prediction.shown_at = seen
+            prediction.shown_at, prediction.dirty = seen, True
         if prediction.audit_sample is None:
             prediction.audit_sample = audit_selected(prediction_id, rate)
+            prediction.dirty = True
             if prediction.audit_sample:
                 sampled.add(prediction.cluster_id)  # type: ignore[arg-type]
     return sampled
 
 
-def end_user_key(event: FeedbackEvent) -> str:
+def end_user_key(event: Any) -> str:
     """Who gave the opinion: the end user, else the session, else the event alone."""
     if event.end_user:
         return event.end_user
@@ -217,7 +313,7 @@ def end_user_key(event: FeedbackEvent) -> str:
     return f"event:{event.event_id}"
 
 
-def order_key(event: FeedbackEvent) -> str:
+def order_key(event: Any) -> str:
     """Latest wins: client time, then received time, then the event id (a total order)."""
     stated = _stamp(event.client_time or event.received_at)
     return f"{stated}|{_stamp(event.received_at)}|{event.event_id}"
@@ -231,87 +327,64 @@ def _record_opinions(
     session: Session,
     project: Project,
     policy: dict[str, Any],
-    events: list[FeedbackEvent],
-    predictions: dict[int, Prediction],
-    result: ProcessResult,
+    events: list[EventRow],
+    predictions: dict[int, PredictionState],
+    outcome: _Outcome,
 ) -> set[int]:
     """Fold opinion events into effective opinions; returns the clusters that changed."""
     opinions = [e for e in events if e.kind in OPINION_KINDS]
     if not opinions:
         return set()
     users = {e.id: end_user_key(e) for e in opinions}
-    capped = abuse.apply_caps(
-        session, project.id, opinions, users, int(policy["user_cap_per_hour"])
-    )  # type: ignore[arg-type]
-    blocked = abuse.quarantined(session, project.id, set(users.values()))  # type: ignore[arg-type]
-    existing = _existing_opinions(session, {e.prediction_id for e in opinions})
+    cap = int(policy["user_cap_per_hour"])
+    capped, blocked = abuse.apply_caps(session, project.id, opinions, users, cap)  # type: ignore[arg-type]
+    existing = dedupe.load_opinions(session, {e.prediction_id for e in opinions})
     changed: set[int] = set()
-    for event in sorted(opinions, key=order_key):
+    ordered = sorted(((order_key(e), e) for e in opinions), key=lambda pair: pair[0])
+    for ordering, event in ordered:
         if event.id in capped:
-            event.ignored_reason = "cap"
-            result.ignored += 1
+            outcome.ignored[event.id] = "cap"
             continue
-        if users[event.id] in blocked:  # type: ignore[index]
-            event.ignored_reason = "quarantined"
-            result.ignored += 1
-        cluster = _fold(session, existing, event, users[event.id], predictions[event.prediction_id])  # type: ignore[index]
-        if cluster is not None:
-            changed.add(cluster)
+        user = users[event.id]
+        if user in blocked:
+            outcome.ignored[event.id] = "quarantined"
+        cluster = predictions[event.prediction_id].cluster_id
+        if dedupe.fold(existing, event, user, ordering, cluster):
+            changed.add(cluster)  # type: ignore[arg-type]
+    dedupe.store_opinions(session, project.id, existing.values())  # type: ignore[arg-type]
     return changed
-
-
-def _existing_opinions(
-    session: Session, prediction_ids: set[int]
-) -> dict[tuple[int, str], EffectiveOpinion]:
-    found: dict[tuple[int, str], EffectiveOpinion] = {}
-    for part in chunks(sorted(prediction_ids)):
-        query = select(EffectiveOpinion).where(col(EffectiveOpinion.prediction_id).in_(part))
-        found.update({(o.prediction_id, o.end_user): o for o in session.exec(query)})
-    return found
-
-
-def _fold(
-    session: Session,
-    existing: dict[tuple[int, str], EffectiveOpinion],
-    event: FeedbackEvent,
-    user: str,
-    prediction: Prediction,
-) -> int | None:
-    """Apply one event to its (prediction, user) opinion; the cluster id if it changed."""
-    key = (event.prediction_id, user)
-    opinion = existing.get(key)
-    ordering = order_key(event)
-    if opinion is None:
-        opinion = EffectiveOpinion(
-            project_id=event.project_id,
-            prediction_id=event.prediction_id,
-            cluster_id=prediction.cluster_id,
-            end_user=user,
-            event_id=event.id,  # type: ignore[arg-type]
-            order_key=ordering,
-            kind=event.kind,
-            value=event.value,
-            events_seen=0,
-        )
-        existing[key] = opinion
-    elif ordering <= opinion.order_key:
-        opinion.events_seen += 1
-        session.add(opinion)
-        return None
-    opinion.events_seen += 1
-    opinion.event_id, opinion.order_key = event.id, ordering  # type: ignore[assignment]
-    opinion.kind, opinion.value, opinion.updated_at = event.kind, event.value, utcnow()
-    session.add(opinion)
-    return prediction.cluster_id
 
 
 def _touch(session: Session, cluster_ids: set[int]) -> None:
     if cluster_ids:
         session.execute(
             update(Cluster)
-            .where(col(Cluster.id).in_(sorted(cluster_ids)))
+            .where(among(session, Cluster.__table__.c.id, sorted(cluster_ids)))
             .values(touched_at=utcnow())
         )
+
+
+def _finish_events(session: Session, events: list[EventRow], outcome: _Outcome) -> None:
+    """Mark the batch processed (with why an event did not count) and record set-asides."""
+    now = utcnow()
+    by_reason: dict[str | None, list[int]] = defaultdict(list)
+    for event in events:
+        by_reason[outcome.ignored.get(event.id)].append(event.id)
+    for reason, ids in by_reason.items():
+        for part in chunks(ids):
+            session.execute(
+                EVENTS.update()
+                .where(among(session, EVENTS.c.id, part))
+                .values(processed_at=now, ignored_reason=reason)
+            )
+    if outcome.errors:
+        statement = (
+            EVENTS.update()
+            .where(EVENTS.c.id == sa.bindparam("b_id"))
+            .values(error=sa.bindparam("b_error"))
+        )
+        rows = [{"b_id": i, "b_error": r} for i, r in sorted(outcome.errors.items())]
+        session.execute(statement, rows)
 
 
 # --- set-aside events: visible to admins, replayable ------------------------------------
@@ -389,23 +462,24 @@ def _audit_shown(
 ) -> set[int]:
     """Predictions the product marked shown but nobody reacted to still join the audit draw."""
     query = (
-        select(Prediction)
+        sa.select(*_PREDICTION_COLUMNS)
         .where(
-            Prediction.project_id == project.id,
-            col(Prediction.shown_at).is_not(None),
-            col(Prediction.audit_sample).is_(None),
+            PREDICTIONS.c.project_id == project.id,
+            PREDICTIONS.c.shown_at.is_not(None),
+            PREDICTIONS.c.audit_sample.is_(None),
         )
-        .order_by(col(Prediction.id))
+        .order_by(PREDICTIONS.c.id)
         .limit(limit)
     )
-    predictions = list(session.exec(query))
+    predictions = [PredictionState(*row) for row in session.execute(query)]
     _cluster(session, project, policy, predictions, ProcessResult())
     sampled: set[int] = set()
     for prediction in predictions:
-        prediction.audit_sample = audit_selected(prediction.id, float(policy["audit_rate"]))  # type: ignore[arg-type]
-        session.add(prediction)
+        prediction.audit_sample = audit_selected(prediction.id, float(policy["audit_rate"]))
+        prediction.dirty = True
         if prediction.audit_sample:
             sampled.add(prediction.cluster_id)  # type: ignore[arg-type]
+    store_predictions(session, predictions)
     return sampled
 
 

@@ -14,12 +14,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import update
-from sqlmodel import Session, col, or_, select
+from sqlmodel import Session, col, select
 
 from .aggregate import Tally, Vote, error_cost, label_key, review_priority, weighted_majority
-from .bulk import chunks
-from .examples import delete_example, upsert_example
+from .bulk import among, chunks, dialect, update_arrays
+from .examples import delete_examples, upsert_examples
 from .models import (
     Cluster,
     Decision,
@@ -64,6 +65,47 @@ def audit_selected(prediction_id: int, rate: float) -> bool:
     return int.from_bytes(digest[:8], "big") / 2**64 < rate
 
 
+@dataclass(slots=True)
+class PredictionRow:
+    id: int
+    cluster_id: int
+    output: Any
+    confidence: float | None
+    audit_sample: bool | None
+
+
+@dataclass(slots=True)
+class OpinionRow:
+    prediction_id: int
+    cluster_id: int
+    end_user: str
+    event_id: int
+    order_key: str
+    kind: str
+    value: Any
+
+
+@dataclass(slots=True)
+class ExampleRow:
+    id: int | None
+    prediction_id: int
+    source: str
+    target: Any
+    agreement: float | None
+    provenance: dict[str, Any]
+    deleted_at: Any
+
+
+@dataclass(slots=True)
+class ItemRow:
+    id: int | None
+    prediction_id: int | None
+    cluster_id: int | None
+    reason: str
+    priority: float
+    status: str
+
+
 @dataclass
 class Need:
     """What one cluster requires: a review (reason, prediction) or examples to write."""
@@ -74,7 +116,7 @@ class Need:
     settled_value: Any = None
     settled: bool = False
     agreement: float | None = None
-    voters: dict[int, list[EffectiveOpinion]] = field(default_factory=dict)
+    voters: dict[int, list[OpinionRow]] = field(default_factory=dict)
 
 
 @dataclass
@@ -87,98 +129,196 @@ class RouteResult:
 
 
 @dataclass
+class _Writes:
+    """Everything one chunk of clusters changes, written in a few bulk statements."""
+
+    examples: dict[int, dict[str, Any]] = field(default_factory=dict)
+    retract: list[int] = field(default_factory=list)
+    delete_items: list[int] = field(default_factory=list)
+    update_items: list[ItemRow] = field(default_factory=list)
+    new_items: list[ItemRow] = field(default_factory=list)
+
+
+@dataclass
 class _Context:
     project: Project
     policy: dict[str, Any]
-    predictions: dict[int, list[Prediction]]
-    opinions: dict[int, list[EffectiveOpinion]]
+    predictions: dict[int, list[PredictionRow]]
+    opinions: dict[int, list[OpinionRow]]
     weights: dict[str, float]
-    examples: dict[int, Example]
-    items: list[ReviewItem]
+    examples: dict[int, ExampleRow]
+    items: list[ItemRow]
     decided_items: set[int]
+    writes: _Writes = field(default_factory=_Writes)
+    items_by_cluster: dict[int, list[ItemRow]] = field(default_factory=dict)
+    items_by_prediction: dict[int, list[ItemRow]] = field(default_factory=dict)
+    audited: set[int] = field(default_factory=set)
+    foreign: set[int] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        by_cluster: dict[int, list[ItemRow]] = defaultdict(list)
+        by_prediction: dict[int, list[ItemRow]] = defaultdict(list)
+        for item in self.items:
+            self._index(item, by_cluster, by_prediction)
+            if item.reason == "audit" and item.status not in OPEN_STATUSES:
+                self.audited.add(item.prediction_id)  # type: ignore[arg-type]
+            if item.status in OPEN_STATUSES and item.reason not in ROUTED_REASONS:
+                self.foreign.add(item.prediction_id)  # type: ignore[arg-type]
+        self.items_by_cluster, self.items_by_prediction = by_cluster, by_prediction
+
+    @staticmethod
+    def _index(
+        item: ItemRow, by_cluster: dict[int, list[ItemRow]], by_prediction: dict[int, list[ItemRow]]
+    ) -> None:
+        if item.cluster_id is not None:
+            by_cluster[item.cluster_id].append(item)
+        if item.prediction_id is not None:
+            by_prediction[item.prediction_id].append(item)
+
+    def add_item(self, item: ItemRow) -> None:
+        self.items.append(item)
+        self._index(item, self.items_by_cluster, self.items_by_prediction)
 
 
 def route_clusters(
     session: Session, *, project: Project, cluster_ids: Iterable[int]
 ) -> RouteResult:
-    """Recompute and store the outcome of each cluster: examples, review items, audits."""
+    """Recompute and store the outcome of each cluster: examples, review items, audits.
+
+    Set-based: each chunk of clusters is read in a handful of queries into plain records,
+    decided in Python, and written back in a handful of bulk statements.
+    """
     result = RouteResult()
+    session.flush()  # pending ORM changes of the caller (e.g. an erasure) must be visible
+    wrote = False
     for part in chunks(sorted(set(cluster_ids)), 500):
         context = _load(session, project, part)
         for cluster_id in part:
-            _route_one(session, context, cluster_id, result)
-        session.flush()  # once per chunk: per-cluster flushes dominated the batch time
+            _route_one(context, cluster_id, result)
+        wrote = _write(session, context) or wrote
         _mark_aggregated(session, part)
+    if wrote:  # ORM objects the caller holds must not show what bulk statements replaced
+        for obj in list(session.identity_map.values()):
+            if isinstance(obj, Example | ReviewItem):
+                session.expire(obj)
     return result
 
 
+PREDICTIONS, OPINIONS, EXAMPLES, ITEMS = (
+    t.__table__ for t in (Prediction, EffectiveOpinion, Example, ReviewItem)
+)
+
+
 def _load(session: Session, project: Project, cluster_ids: list[int]) -> _Context:
-    predictions: dict[int, list[Prediction]] = defaultdict(list)
-    query = select(Prediction).where(
-        Prediction.project_id == project.id, col(Prediction.cluster_id).in_(cluster_ids)
+    predictions: dict[int, list[PredictionRow]] = defaultdict(list)
+    query = (
+        sa.select(
+            PREDICTIONS.c.id,
+            PREDICTIONS.c.cluster_id,
+            PREDICTIONS.c.output,
+            PREDICTIONS.c.confidence,
+            PREDICTIONS.c.audit_sample,
+        )
+        .where(
+            PREDICTIONS.c.project_id == project.id,
+            among(session, PREDICTIONS.c.cluster_id, cluster_ids),
+        )
+        .order_by(PREDICTIONS.c.id)
     )
-    for prediction in session.exec(query.order_by(col(Prediction.id))):
-        predictions[prediction.cluster_id].append(prediction)  # type: ignore[index]
-    opinions: dict[int, list[EffectiveOpinion]] = defaultdict(list)
-    op_query = select(EffectiveOpinion).where(
-        EffectiveOpinion.project_id == project.id, col(EffectiveOpinion.cluster_id).in_(cluster_ids)
+    for row in session.execute(query):
+        predictions[row[1]].append(PredictionRow(*row))
+    opinions: dict[int, list[OpinionRow]] = defaultdict(list)
+    columns = (
+        OPINIONS.c.prediction_id,
+        OPINIONS.c.cluster_id,
+        OPINIONS.c.end_user,
+        OPINIONS.c.event_id,
+        OPINIONS.c.order_key,
     )
-    for opinion in session.exec(op_query):
-        opinions[opinion.cluster_id].append(opinion)  # type: ignore[index]
+    op_query = sa.select(*columns, OPINIONS.c.kind, OPINIONS.c.value).where(
+        OPINIONS.c.project_id == project.id, among(session, OPINIONS.c.cluster_id, cluster_ids)
+    )
+    for row in session.execute(op_query):
+        opinions[row[1]].append(OpinionRow(*row))
     prediction_ids = [p.id for group in predictions.values() for p in group]
-    items = _items(session, project.id, prediction_ids, cluster_ids)
+    items = _items(session, project.id, prediction_ids, cluster_ids)  # type: ignore[arg-type]
     return _Context(
         project=project,
         policy=effective_policy(project),
         predictions=predictions,
         opinions=opinions,
         weights=_user_weights(
-            session, project.id, {o.end_user for g in opinions.values() for o in g}
+            session,
+            project.id,
+            {o.end_user for g in opinions.values() for o in g},  # type: ignore[arg-type]
         ),
-        examples=_examples(session, project.id, prediction_ids),
+        examples=_examples(session, project.id, prediction_ids),  # type: ignore[arg-type]
         items=items,
-        decided_items=_decided(session, [i.id for i in items if i.status == "pending"]),
+        decided_items=_decided(session, [i.id for i in items if i.status == "pending"]),  # type: ignore[misc]
     )
 
 
 def _user_weights(session: Session, project_id: int, users: set[str]) -> dict[str, float]:
     """Reliability per end user; quarantined users weigh nothing."""
+    table = EndUserStatus.__table__
     weights: dict[str, float] = {}
     for part in chunks(sorted(users)):
-        query = select(EndUserStatus).where(
-            EndUserStatus.project_id == project_id, col(EndUserStatus.end_user).in_(part)
+        query = sa.select(table.c.end_user, table.c.reliability, table.c.quarantined_at).where(
+            table.c.project_id == project_id, among(session, table.c.end_user, part, kind="varchar")
         )
-        for status in session.exec(query):
-            weights[status.end_user] = 0.0 if status.quarantined_at else status.reliability
+        for user, reliability, quarantined_at in session.execute(query):
+            weights[user] = 0.0 if quarantined_at else reliability
     return weights
 
 
-def _examples(session: Session, project_id: int, prediction_ids: list[int]) -> dict[int, Example]:
-    found: dict[int, Example] = {}
+def _examples(
+    session: Session, project_id: int, prediction_ids: list[int]
+) -> dict[int, ExampleRow]:
+    found: dict[int, ExampleRow] = {}
+    columns = (
+        EXAMPLES.c.id,
+        EXAMPLES.c.prediction_id,
+        EXAMPLES.c.source,
+        EXAMPLES.c.target,
+        EXAMPLES.c.agreement,
+    )
     for part in chunks(prediction_ids):
-        query = select(Example).where(
-            Example.project_id == project_id, col(Example.prediction_id).in_(part)
+        query = sa.select(*columns, EXAMPLES.c.provenance, EXAMPLES.c.deleted_at).where(
+            EXAMPLES.c.project_id == project_id, among(session, EXAMPLES.c.prediction_id, part)
         )
-        found.update({e.prediction_id: e for e in session.exec(query)})  # type: ignore[misc]
+        found.update((row[1], ExampleRow(*row)) for row in session.execute(query))
     return found
 
 
 def _items(
     session: Session, project_id: int, prediction_ids: list[int], cluster_ids: list[int]
-) -> list[ReviewItem]:
-    items: dict[int, ReviewItem] = {}
+) -> list[ItemRow]:
+    items: dict[int, ItemRow] = {}
+    columns = (
+        ITEMS.c.id,
+        ITEMS.c.prediction_id,
+        ITEMS.c.cluster_id,
+        ITEMS.c.reason,
+        ITEMS.c.priority,
+        ITEMS.c.status,
+    )
     for part in chunks(prediction_ids):
-        query = select(ReviewItem).where(
-            ReviewItem.project_id == project_id,
-            or_(
-                col(ReviewItem.prediction_id).in_(part), col(ReviewItem.cluster_id).in_(cluster_ids)
-            ),
+        query = (
+            sa.select(*columns)
+            .where(
+                ITEMS.c.project_id == project_id,
+                sa.or_(
+                    among(session, ITEMS.c.prediction_id, part),
+                    among(session, ITEMS.c.cluster_id, cluster_ids),
+                ),
+            )
+            .order_by(ITEMS.c.id)
         )
-        items.update({i.id: i for i in session.exec(query)})  # type: ignore[misc]
+        items.update((row[0], ItemRow(*row)) for row in session.execute(query))
     return list(items.values())
 
 
-def _route_one(session: Session, ctx: _Context, cluster_id: int, result: RouteResult) -> None:
+def _route_one(ctx: _Context, cluster_id: int, result: RouteResult) -> None:
     predictions = {p.id: p for p in ctx.predictions.get(cluster_id, [])}
     if not predictions:
         return
@@ -187,16 +327,16 @@ def _route_one(session: Session, ctx: _Context, cluster_id: int, result: RouteRe
         for pid in predictions
     )
     need = Need() if reviewed else decide(ctx, predictions, ctx.opinions.get(cluster_id, []))
-    _write_examples(session, ctx, cluster_id, predictions, need, result)
+    _write_examples(ctx, cluster_id, predictions, need, result)
     desired = _desired_items(ctx, predictions, need)
-    _reconcile_items(session, ctx, cluster_id, predictions, desired, result)
+    _reconcile_items(ctx, cluster_id, predictions, desired, result)
 
 
 def decide(
-    ctx: _Context, predictions: dict[int, Prediction], opinions: list[EffectiveOpinion]
+    ctx: _Context, predictions: dict[int, PredictionRow], opinions: list[OpinionRow]
 ) -> Need:
     """Aggregate one cluster's opinions (one per user: their latest in the cluster)."""
-    latest: dict[str, EffectiveOpinion] = {}
+    latest: dict[str, OpinionRow] = {}
     for opinion in opinions:
         if opinion.prediction_id in predictions and ctx.weights.get(opinion.end_user, 1.0) > 0:
             current = latest.get(opinion.end_user)
@@ -225,7 +365,7 @@ def decide(
 
 
 def _votes(
-    ctx: _Context, predictions: dict[int, Prediction], opinions: Iterable[EffectiveOpinion]
+    ctx: _Context, predictions: dict[int, PredictionRow], opinions: Iterable[OpinionRow]
 ) -> tuple[list[Vote], dict[str, Any], set[str | None], bool]:
     votes: list[Vote] = []
     values: dict[str, Any] = {}
@@ -291,24 +431,23 @@ def _costly(ctx: _Context, label: str, model_label: str | None) -> bool:
     return threshold is not None and error_cost(ctx.policy, label, model_label) >= float(threshold)
 
 
-def _output_key(ctx: _Context, prediction: Prediction) -> str | None:
+def _output_key(ctx: _Context, prediction: PredictionRow) -> str | None:
     if prediction.output is None:
         return None
     return label_key(prediction.output, ctx.project.task_type)
 
 
-def _by_prediction(opinions: Iterable[EffectiveOpinion]) -> dict[int, list[EffectiveOpinion]]:
-    grouped: dict[int, list[EffectiveOpinion]] = defaultdict(list)
+def _by_prediction(opinions: Iterable[OpinionRow]) -> dict[int, list[OpinionRow]]:
+    grouped: dict[int, list[OpinionRow]] = defaultdict(list)
     for opinion in opinions:
         grouped[opinion.prediction_id].append(opinion)
     return grouped
 
 
 def _write_examples(
-    session: Session,
     ctx: _Context,
     cluster_id: int,
-    predictions: dict[int, Prediction],
+    predictions: dict[int, PredictionRow],
     need: Need,
     result: RouteResult,
 ) -> None:
@@ -318,24 +457,30 @@ def _write_examples(
         if need.settled and pid in need.voters:
             provenance = {"event_ids": event_ids, "cluster_id": cluster_id, "method": "majority"}
             if _example_differs(existing, need, provenance):
-                ctx.examples[pid] = upsert_example(
-                    session,
-                    prediction=prediction,
-                    target=need.settled_value,
-                    source="consensus",
-                    provenance=provenance,
-                    agreement=round(need.agreement or 0.0, 6),
+                agreement = round(need.agreement or 0.0, 6)
+                ctx.writes.examples[pid] = {
+                    "prediction_id": pid,
+                    "model_output": prediction.output,
+                    "cluster_id": prediction.cluster_id,
+                    "target": need.settled_value,
+                    "source": "consensus",
+                    "provenance": provenance,
+                    "agreement": agreement,
+                }
+                ctx.examples[pid] = ExampleRow(
+                    None, pid, "consensus", need.settled_value, agreement, provenance, None
                 )
-                _revive(session, ctx.examples[pid])
                 result.examples_written += 1
         elif (
             existing is not None and existing.source == "consensus" and existing.deleted_at is None
         ):
-            _retract(session, existing)
+            # Consensus fell apart (e.g. a conflicting opinion arrived): withdraw the example.
+            ctx.writes.retract.append(existing.id)  # type: ignore[arg-type]
+            existing.deleted_at = True
             result.examples_retracted += 1
 
 
-def _example_differs(existing: Example | None, need: Need, provenance: dict[str, Any]) -> bool:
+def _example_differs(existing: ExampleRow | None, need: Need, provenance: dict[str, Any]) -> bool:
     if existing is None or existing.deleted_at is not None or existing.source != "consensus":
         return True
     return (
@@ -345,21 +490,8 @@ def _example_differs(existing: Example | None, need: Need, provenance: dict[str,
     )
 
 
-def _retract(session: Session, example: Example) -> None:
-    """Consensus fell apart (e.g. a conflicting opinion arrived): withdraw the example."""
-    delete_example(session, example=example)
-
-
-def _revive(session: Session, example: Example) -> None:
-    """A withdrawn example settled again: ``upsert_example`` moved it; make it live."""
-    if example.deleted_at is not None:
-        example.deleted_at = None
-        session.add(example)
-        session.flush()
-
-
 def _desired_items(
-    ctx: _Context, predictions: dict[int, Prediction], need: Need
+    ctx: _Context, predictions: dict[int, PredictionRow], need: Need
 ) -> dict[int, tuple[str, float]]:
     desired: dict[int, tuple[str, float]] = {}
     if need.reason is not None and need.prediction_id is not None:
@@ -367,12 +499,9 @@ def _desired_items(
             need.reason,
             max(need.priority, FLAGGED_MIN_PRIORITY if need.reason == "flagged" else 0.0),
         )
-    audited = {
-        i.prediction_id for i in ctx.items if i.reason == "audit" and i.status not in OPEN_STATUSES
-    }
     for pid, prediction in predictions.items():
         example = ctx.examples.get(pid)
-        if not prediction.audit_sample or pid in audited:
+        if not prediction.audit_sample or pid in ctx.audited:
             continue
         if example is not None and example.source == "reviewed":
             continue
@@ -384,68 +513,148 @@ def _desired_items(
     return desired
 
 
+def _open_items(
+    ctx: _Context, cluster_id: int, predictions: dict[int, PredictionRow]
+) -> list[ItemRow]:
+    """Open routed items on this cluster or on any of its predictions, oldest first."""
+    found = {id(i): i for i in ctx.items_by_cluster.get(cluster_id, ())}
+    for pid in predictions:
+        found.update((id(i), i) for i in ctx.items_by_prediction.get(pid, ()))
+    return sorted(
+        (i for i in found.values() if i.status in OPEN_STATUSES and i.reason in ROUTED_REASONS),
+        key=lambda i: (i.id is None, i.id or 0),
+    )
+
+
 def _reconcile_items(
-    session: Session,
     ctx: _Context,
     cluster_id: int,
-    predictions: dict[int, Prediction],
+    predictions: dict[int, PredictionRow],
     desired: dict[int, tuple[str, float]],
     result: RouteResult,
 ) -> None:
-    open_items = [
-        i
-        for i in ctx.items
-        if i.status in OPEN_STATUSES
-        and i.reason in ROUTED_REASONS
-        and (i.cluster_id == cluster_id or i.prediction_id in predictions)
-    ]
-    overlap = int(ctx.policy["review_overlap"])
     remaining = dict(desired)
-    for item in open_items:
+    for item in _open_items(ctx, cluster_id, predictions):
         wanted = remaining.pop(item.prediction_id, None)  # type: ignore[arg-type]
         if wanted is None:
             if item.status == "pending" and item.id not in ctx.decided_items:
-                session.delete(item)
-                ctx.items.remove(item)
+                ctx.writes.delete_items.append(item.id)  # type: ignore[arg-type]
+                item.status = "deleted"
                 result.items_removed += 1
             continue
         if (item.reason, item.priority, item.cluster_id) != (wanted[0], wanted[1], cluster_id):
             item.reason, item.priority, item.cluster_id = wanted[0], wanted[1], cluster_id
-            item.updated_at = utcnow()
-            session.add(item)
+            ctx.writes.update_items.append(item)
             result.items_updated += 1
-    foreign = {
-        i.prediction_id
-        for i in ctx.items
-        if i.status in OPEN_STATUSES and i.reason not in ROUTED_REASONS
-    }
     for pid, (reason, priority) in sorted(remaining.items()):
-        if pid in foreign:  # e.g. a gold item is open: one open item per prediction
+        if pid in ctx.foreign:  # e.g. a gold item is open: one open item per prediction
             continue
-        item = ReviewItem(
-            project_id=ctx.project.id,
-            prediction_id=pid,
-            cluster_id=cluster_id,
-            reason=reason,
-            priority=priority,
-            required_reviews=overlap,
-        )
-        session.add(item)
-        ctx.items.append(item)
+        item = ItemRow(None, pid, cluster_id, reason, priority, "pending")
+        ctx.writes.new_items.append(item)
+        ctx.add_item(item)
         result.items_created += 1
+
+
+def _write(session: Session, ctx: _Context) -> bool:
+    """Apply a chunk's changes: tombstones, examples, then item deletes, updates, inserts."""
+    writes, project_id = ctx.writes, ctx.project.id
+    delete_examples(session, project_id=project_id, example_ids=writes.retract)  # type: ignore[arg-type]
+    if writes.examples:
+        inputs = _inputs(session, list(writes.examples))
+        rows = [{**row, "input": inputs[pid]} for pid, row in sorted(writes.examples.items())]
+        upsert_examples(session, project_id=project_id, rows=rows)  # type: ignore[arg-type]
+    for part in chunks(sorted(writes.delete_items)):
+        session.execute(ITEMS.delete().where(among(session, ITEMS.c.id, part)))
+    _update_items(session, writes.update_items)
+    _insert_items(session, ctx, writes.new_items)
+    return bool(
+        writes.retract
+        or writes.examples
+        or writes.delete_items
+        or writes.update_items
+        or writes.new_items
+    )
+
+
+def _update_items(session: Session, items: list[ItemRow]) -> None:
+    if not items:
+        return
+    now = utcnow()
+    if dialect(session) == "postgresql":
+        columns = {
+            "id": ("bigint", [i.id for i in items]),
+            "reason": ("varchar", [i.reason for i in items]),
+            "priority": ("float8", [i.priority for i in items]),
+            "cluster_id": ("bigint", [i.cluster_id for i in items]),
+            "updated_at": ("timestamptz", [now] * len(items)),
+        }
+        update_arrays(session, "review_item", "id", columns)
+        return
+    statement = (
+        ITEMS.update()
+        .where(ITEMS.c.id == sa.bindparam("b_id"))
+        .values(
+            reason=sa.bindparam("b_reason"),
+            priority=sa.bindparam("b_priority"),
+            cluster_id=sa.bindparam("b_cluster"),
+            updated_at=now,
+        )
+    )
+    rows = [
+        {"b_id": i.id, "b_reason": i.reason, "b_priority": i.priority, "b_cluster": i.cluster_id}
+        for i in items
+    ]
+    session.execute(statement, rows)
+
+
+def _insert_items(session: Session, ctx: _Context, items: list[ItemRow]) -> None:
+    if not items:
+        return
+    now = utcnow()
+    overlap = int(ctx.policy["review_overlap"])
+    rows = [
+        {
+            "project_id": ctx.project.id,
+            "prediction_id": i.prediction_id,
+            "cluster_id": i.cluster_id,
+            "reason": i.reason,
+            "priority": i.priority,
+            "status": "pending",
+            "required_reviews": overlap,
+            "needs_adjudication": False,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for i in items
+    ]
+    session.execute(ITEMS.insert(), rows)
+
+
+def _inputs(session: Session, prediction_ids: list[int]) -> dict[int, Any]:
+    found: dict[int, Any] = {}
+    for part in chunks(sorted(prediction_ids)):
+        query = sa.select(PREDICTIONS.c.id, PREDICTIONS.c.input).where(
+            among(session, PREDICTIONS.c.id, part)
+        )
+        found.update((pid, value) for pid, value in session.execute(query))
+    return found
 
 
 def _decided(session: Session, item_ids: list[int]) -> set[int]:
     """Items that already carry a decision (never deleted, even when no longer needed)."""
     found: set[int] = set()
     for part in chunks(item_ids):
-        query = select(Decision.review_item_id).where(col(Decision.review_item_id).in_(part))
+        query = select(Decision.review_item_id).where(
+            among(session, col(Decision.review_item_id), part)
+        )
         found.update(session.exec(query))
     return found
 
 
 def _mark_aggregated(session: Session, cluster_ids: list[int]) -> None:
     statement = (
-        update(Cluster).where(col(Cluster.id).in_(cluster_ids)).values(aggregated_at=utcnow())
+        update(Cluster)
+        .where(among(session, col(Cluster.id), cluster_ids))
+        .values(aggregated_at=utcnow())
     )
     session.execute(statement)

@@ -1,0 +1,162 @@
+"""Dedupe level b: one effective opinion per (prediction, end user), set-based.
+
+The latest event wins (client time, then received time, then event id); older events only
+raise ``events_seen``. Opinions are loaded for a whole batch in one query, folded in plain
+Python records, and written back in one ``INSERT … ON CONFLICT DO UPDATE`` — no ORM objects
+on the hot path (constructing them cost more than the rest of the batch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session
+
+from .bulk import among, chunks, dialect, upsert_arrays
+from .models import EffectiveOpinion, utcnow
+
+OPINIONS = EffectiveOpinion.__table__
+
+
+@dataclass(slots=True)
+class Opinion:
+    """The stored opinion of one end user on one prediction (a plain record)."""
+
+    prediction_id: int
+    end_user: str
+    cluster_id: int | None
+    event_id: int
+    order_key: str
+    kind: str
+    value: Any
+    events_seen: int
+    dirty: bool = False
+
+
+def load_opinions(
+    session: Session, prediction_ids: Iterable[int]
+) -> dict[tuple[int, str], Opinion]:
+    """Stored opinions on these predictions by (prediction, end user)."""
+    c = OPINIONS.c
+    columns = (c.prediction_id, c.end_user, c.cluster_id, c.event_id, c.order_key, c.kind)
+    found: dict[tuple[int, str], Opinion] = {}
+    for part in chunks(sorted(set(prediction_ids))):
+        query = sa.select(*columns, c.value, c.events_seen).where(
+            among(session, c.prediction_id, part)
+        )
+        for row in session.execute(query):
+            found[(row[0], row[1])] = Opinion(*row)
+    return found
+
+
+def fold(
+    opinions: dict[tuple[int, str], Opinion],
+    event: Any,
+    user: str,
+    ordering: str,
+    cluster_id: int | None,
+) -> bool:
+    """Apply one event to its (prediction, user) opinion; True if the opinion changed."""
+    key = (event.prediction_id, user)
+    opinion = opinions.get(key)
+    if opinion is None:
+        opinions[key] = Opinion(
+            event.prediction_id, user, cluster_id, event.id, ordering, event.kind, event.value,
+            1, dirty=True,
+        )  # fmt: skip
+        return True
+    opinion.events_seen += 1
+    opinion.dirty = True
+    if ordering <= opinion.order_key:
+        return False
+    opinion.event_id, opinion.order_key = event.id, ordering
+    opinion.kind, opinion.value = event.kind, event.value
+    return True
+
+
+def store_opinions(session: Session, project_id: int, opinions: Iterable[Opinion]) -> None:
+    """Write every changed opinion in one upsert; ``updated_at`` moves only when the
+    winning event did."""
+    now = utcnow()
+    rows = [
+        {
+            "project_id": project_id,
+            "prediction_id": o.prediction_id,
+            "cluster_id": o.cluster_id,
+            "end_user": o.end_user,
+            "event_id": o.event_id,
+            "order_key": o.order_key,
+            "kind": o.kind,
+            "value": o.value,
+            "events_seen": o.events_seen,
+            "updated_at": now,
+        }
+        for o in opinions
+        if o.dirty
+    ]
+    if not rows:
+        return
+    if dialect(session) == "postgresql":
+        _store_pg(session, rows)
+        return
+    insert = postgresql.insert if dialect(session) == "postgresql" else sqlite.insert
+    statement = insert(OPINIONS)
+    new = statement.excluded
+    moved = sa.case(
+        (new.order_key != OPINIONS.c.order_key, new.updated_at), else_=OPINIONS.c.updated_at
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=["prediction_id", "end_user"],
+        set_={
+            "event_id": new.event_id,
+            "order_key": new.order_key,
+            "kind": new.kind,
+            "value": new.value,
+            "events_seen": new.events_seen,
+            "updated_at": moved,
+        },
+    )
+    for part in chunks(rows, 1000):
+        session.execute(statement, part)
+
+
+_OPINION_TYPES = {
+    "project_id": "bigint",
+    "prediction_id": "bigint",
+    "cluster_id": "bigint",
+    "end_user": "varchar",
+    "event_id": "bigint",
+    "order_key": "varchar",
+    "kind": "varchar",
+    "value": "jsonb",
+    "events_seen": "integer",
+    "updated_at": "timestamptz",
+}
+
+
+def _store_pg(session: Session, rows: list[dict[str, Any]]) -> None:
+    columns = {
+        name: (kind, [_json(r[name]) if kind == "jsonb" else r[name] for r in rows])
+        for name, kind in _OPINION_TYPES.items()
+    }
+    upsert_arrays(
+        session,
+        "effective_opinion",
+        columns,
+        conflict="prediction_id, end_user",
+        assignments=(
+            "event_id = excluded.event_id, order_key = excluded.order_key, "
+            "kind = excluded.kind, value = excluded.value, events_seen = excluded.events_seen, "
+            "updated_at = CASE WHEN excluded.order_key <> t.order_key "
+            "THEN excluded.updated_at ELSE t.updated_at END"
+        ),
+    )
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
