@@ -12,6 +12,7 @@ raw events (same run, same database). Prints figures and ratios; drops the datab
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -115,11 +116,39 @@ def load(engine, n: int, per: int) -> int:  # type: ignore[no-untyped-def]
     with engine.begin() as connection:
         timed(f"load {n:,} predictions", lambda: connection.execute(text(LOAD_PREDICTIONS), params))
     with engine.begin() as connection:
-        timed(f"load {n * per:,} events", lambda: connection.execute(text(LOAD_EVENTS), params))
+        timed(f"load {n * per:,} events", lambda: bulk_load(connection, LOAD_EVENTS, params))
     with engine.begin() as connection:
         timed("load audit sample (5 %)", lambda: connection.execute(text(LOAD_AUDIT), params))
         connection.execute(text("ANALYZE"))
     return project_id  # type: ignore[return-value]
+
+
+def bulk_load(connection, sql: str, params: dict) -> None:  # type: ignore[no-untyped-def]
+    """Load events fast, as a restore would: the table's secondary indexes are dropped and
+    rebuilt afterwards (sorted builds instead of millions of random inserts), and foreign-key
+    triggers are skipped (rows reference predictions just loaded). Same final schema."""
+    defs = connection.execute(
+        text(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'feedback_event' "
+            "AND indexname <> 'feedback_event_pkey'"
+        )
+    ).all()
+    constraints = {"feedback_event_event_id_key": "UNIQUE (event_id)"}
+    for name, _ in defs:
+        if name in constraints:
+            connection.execute(text(f"ALTER TABLE feedback_event DROP CONSTRAINT {name}"))
+        else:
+            connection.execute(text(f"DROP INDEX {name}"))
+    connection.execute(text("SET LOCAL session_replication_role = replica"))
+    connection.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))
+    connection.execute(text(sql), params)
+    for name, definition in defs:
+        if name in constraints:
+            connection.execute(
+                text(f"ALTER TABLE feedback_event ADD CONSTRAINT {name} {constraints[name]}")
+            )
+        else:
+            connection.execute(text(definition))
 
 
 def filter_combinations() -> list[str]:
@@ -160,6 +189,7 @@ def main() -> None:
     parser.add_argument("--predictions", type=int, default=1_000_000)
     parser.add_argument("--events-per-prediction", type=int, default=5)
     args = parser.parse_args()
+    print("load average at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     name = f"corrigenda_bench_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
@@ -210,6 +240,7 @@ def main() -> None:
             f"combinations: p50 {p50:.0f} ms, p95 {p95:.0f} ms, max {times[-1]:.0f} ms"
         )
         print(f"direct aggregate ÷ dashboard p95: {direct_s * 1000 / p95:,.1f}×")
+        print("load average at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     finally:
         engine.dispose()
         with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
