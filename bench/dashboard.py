@@ -240,6 +240,7 @@ def main() -> None:
             f"combinations: p50 {p50:.0f} ms, p95 {p95:.0f} ms, max {times[-1]:.0f} ms"
         )
         print(f"direct aggregate ÷ dashboard p95: {direct_s * 1000 / p95:,.1f}×")
+        print(f"full rollup rebuild ÷ one direct aggregate: {rebuild_s / direct_s:,.1f}×")
         print("load average at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     finally:
         engine.dispose()

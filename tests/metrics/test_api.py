@@ -48,3 +48,23 @@ def test_metrics_api_needs_the_projects_secret_key(client, known) -> None:  # ty
         "/api/v1/projects/zz/metrics", headers={"Authorization": f"Bearer {known['sk']}"}
     )
     assert other.status_code == 404
+
+
+def test_metrics_endpoint_is_in_the_openapi_document(client, known) -> None:  # type: ignore[no-untyped-def]
+    from openapi_spec_validator import validate
+
+    from webapp.api.metrics import MetricsReport
+
+    doc = client.get("/api/v1/openapi.json").get_json()
+    validate(doc)
+    operation = doc["paths"]["/projects/{slug}/metrics"]["get"]
+    names = {p["name"] for p in operation["parameters"]}
+    assert names == {"slug", "from", "to", "model_version", "segment", "granularity"}
+    assert operation["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/MetricsReport"
+    }
+    assert "MetricsReport" in doc["components"]["schemas"]
+    body = client.get(
+        "/api/v1/projects/ka/metrics", headers={"Authorization": f"Bearer {known['sk']}"}
+    ).get_json()
+    MetricsReport.model_validate(body)  # the live answer has the documented shape
