@@ -352,16 +352,18 @@ class Snapshot:
         splits: those sharing a cluster, and those sharing an exact normalised content hash
         across clusters. Only groups with more than one cluster are fetched."""
         where, params = self._where(project_id, flt)
-        # The subquery reuses the aliases e and p; they shadow the outer ones inside it.
-        duplicated = (
-            f"SELECT p.content_hash FROM {FROM_EXAMPLES} WHERE {where} "
-            "AND p.content_hash IS NOT NULL GROUP BY p.content_hash "
-            "HAVING count(DISTINCT coalesce(e.cluster_id, -e.id)) > 1"
+        # One pass: (hash, cluster) groups, kept where the hash spans more than one cluster
+        # key (an example without a cluster is a key of its own).
+        groups_sql = (
+            f"SELECT p.content_hash, e.cluster_id, min(e.id) AS first_id, count(*) AS n "
+            f"FROM {FROM_EXAMPLES} WHERE {where} AND p.content_hash IS NOT NULL "
+            "GROUP BY p.content_hash, e.cluster_id"
         )
         sql = (
-            f"SELECT p.content_hash, e.cluster_id, min(e.id), count(*) FROM {FROM_EXAMPLES} "
-            f"WHERE {where} AND p.content_hash IN ({duplicated}) "
-            "GROUP BY p.content_hash, e.cluster_id"
+            "SELECT content_hash, cluster_id, first_id, n FROM (SELECT g.*, "
+            "sum(CASE WHEN cluster_id IS NULL THEN n ELSE 1 END) "
+            f"OVER (PARTITION BY content_hash) AS cluster_keys FROM ({groups_sql}) g) x "
+            "WHERE cluster_keys > 1"
         )
         groups: dict[str, dict[str, int]] = {}
         for content_hash, cluster_id, first_id, count in self._run(sql, params):
@@ -398,6 +400,9 @@ def _postgres_snapshot(engine: Engine) -> Iterator[Snapshot]:
         connection = connection.execution_options(isolation_level="REPEATABLE READ")
         with connection.begin():
             connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+            # Every cursor here is read to the end: plan for all rows, not the first few
+            # (a server-side cursor otherwise gets nested loops over indexes).
+            connection.exec_driver_sql("SET LOCAL cursor_tuple_fraction = 1.0")
 
             driver = connection.connection.driver_connection
 

@@ -4,15 +4,15 @@ writes and counts.
 Reading typed columns through the driver costs about twice a raw ``COPY`` by itself, and
 building a Python object per row several times more. Here PostgreSQL computes the split
 (``Splitter.sql_position``: the same function as in Python) and either the finished JSONL
-line or CSV for pyarrow, and sends it through ``COPY … TO STDOUT``.
+line (read by binary ``COPY``: no escaping on either side) or CSV for pyarrow's streaming
+reader (Parquet and the Hugging Face layout).
 
-JSONL rows come out of ``COPY`` in CSV mode with control characters as delimiter and quote:
-JSON text never holds a raw control character (PostgreSQL escapes them), so each row is
-exactly the line, unquoted. Each row starts with a *statistics key* (the split's position
-as ``A`` + index, source, model version, gold, agreement and target, separated by
-``\x1c``; ``\x1d`` ends it). Python counts the keys (few distinct ones) for the manifest and
-writes the rest of the row to its split's file: per row it does a find, a dict increment
-and a write.
+Each row also carries a *statistics key*: the split's position as ``A`` + index, source,
+model version, gold, agreement and target, separated by ``\x1c`` (JSON text never holds a
+raw control character: PostgreSQL escapes them); ``\x1d`` ends it in a JSONL row. Python
+counts the keys (few distinct ones) and folds them into the manifest's statistics with the
+same rules as the row-by-row path. Per JSONL row Python does a find, a dict increment and a
+write.
 """
 
 from __future__ import annotations
@@ -60,6 +60,8 @@ def json_text(column: str) -> str:
 
 
 def json_time(column: str) -> str:
+    """ISO 8601 UTC with microseconds, as the stream writes it (``to_json`` of a
+    timestamptz is cheaper but drops trailing zeros of the fraction)."""
     return f"""coalesce('"' || {ISO.format(column)} || '"', 'null')"""
 
 
@@ -183,15 +185,33 @@ class KeyStats:
 
 # --- JSONL ---------------------------------------------------------------------------------
 
-COPY_LINES = "(FORMAT csv, DELIMITER E'\\x1f', QUOTE E'\\x1e')"
+# Binary COPY sends each value as it is (CSV or text would scan and escape every byte):
+# a row is a 2-byte field count, a 4-byte length and the value; the stream starts with a
+# header (signature, flags, extension) and ends with a field count of -1.
+COPY_BINARY = "(FORMAT binary)"
+SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+ROW_PREFIX = 6
 
 
 def jsonl_sql(from_where: str, splitter: Splitter, count_labels: bool) -> tuple[str, dict]:
     """``COPY`` of statistics key + JSONL line per row, in id order."""
     position, params = splitter.sql_position()
-    select = f"{stats_key(position, count_labels)} || '{END}' || {jsonl_line(position)}"
-    sql = f"COPY (SELECT {select} FROM {from_where} ORDER BY e.id) TO STDOUT {COPY_LINES}"
+    line = f"{stats_key(position, count_labels)} || '{END}' || {jsonl_line(position)} || E'\\n'"
+    sql = f"COPY (SELECT {line} FROM {from_where} ORDER BY e.id) TO STDOUT {COPY_BINARY}"
     return sql, {**params, **split_params(splitter)}
+
+
+def _without_header(rows: Iterable[Any]) -> Iterator[Any]:
+    """Binary ``COPY`` rows with the stream header cut off the first one."""
+    rows = iter(rows)
+    first = bytes(next(rows, b""))
+    if not first.startswith(SIGNATURE):
+        raise ValueError("not a binary COPY stream")
+    extension = int.from_bytes(first[15:19], "big")
+    rest = first[19 + extension :]
+    if rest:
+        yield rest
+    yield from rows
 
 
 class _SplitFiles(dict[int, BinaryIO]):
@@ -213,7 +233,7 @@ def write_jsonl(
     keys: KeyStats | None,
     tick: Callable[[int], None],
 ) -> dict[str, dict[str, Any]]:
-    """Route ``COPY`` rows (key, ``\\x1d``, line) to ``jsonl/<split>.jsonl``."""
+    """Route binary ``COPY`` rows (key, ``\\x1d``, line) to ``jsonl/<split>.jsonl``."""
     if keys is None:
         keys = KeyStats(BuildStats(), names)  # counted by another pass: discarded
     files = _SplitFiles(root, names)
@@ -221,13 +241,16 @@ def write_jsonl(
     written = [0] * 256
     done = 0
     try:
-        for row in rows:
+        for row in _without_header(rows):
             data = bytes(row)
-            cut = data.index(29)
-            key = data[:cut]
+            if len(data) == 2:
+                continue  # the trailer
+            cut = data.index(29, ROW_PREFIX)
+            key = data[ROW_PREFIX:cut]
+            code = data[ROW_PREFIX]
             counts[key] = counts.get(key, 0) + 1
-            files[data[0]].write(data[cut + 1 :])
-            written[data[0]] += 1
+            files[code].write(data[cut + 1 :])
+            written[code] += 1
             done += 1
             if not done & 0x3FFF:
                 tick(done)
