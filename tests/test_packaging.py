@@ -28,7 +28,6 @@ def test_the_wheel_carries_templates_static_files_widget_and_migrations(tmp_path
             "pip",
             "wheel",
             "--no-deps",
-            "--no-build-isolation",
             "-q",
             "-w",
             str(tmp_path),
