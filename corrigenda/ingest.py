@@ -275,6 +275,8 @@ def record_feedback(
     rows = [_event_row(project, e, source, origin, received) for e in storable]
     if _dialect(session) == "postgresql":
         inserted = _insert_events_postgresql(session, rows)
+    elif len(rows) == 1:
+        inserted = _insert_one_event_sqlite(session, rows[0])
     else:
         table: Table = FeedbackEvent.__table__  # type: ignore[attr-defined]
         statement = _insert(session, table).on_conflict_do_nothing(index_elements=["event_id"])
@@ -378,6 +380,7 @@ _ONE_INSERT = f"""
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id, id
 """
+_ONE_INSERT_SQLITE = _ONE_INSERT.replace("%s::jsonb", "?").replace("%s", "?")
 _BATCH_INSERT = f"""
     INSERT INTO feedback_event ({", ".join(_COLUMNS)})
     SELECT {", ".join(_COLUMNS)}
@@ -400,6 +403,27 @@ def _insert_events_postgresql(
     return _driver_execute(session, _ONE_INSERT, params)
 
 
+def _insert_one_event_sqlite(session: Session | Connection, row: dict[str, Any]) -> dict[Any, int]:
+    """SQLite, one event: SQLAlchemy's own column conversions, then the driver's cursor."""
+    connection = session if isinstance(session, Connection) else session.connection()
+    convert = _sqlite_binds(connection)
+    params = [convert[name](row[name]) for name in _COLUMNS]
+    found = _driver_execute(session, _ONE_INSERT_SQLITE, params)
+    return {uuid.UUID(str(event_id)): row_id for event_id, row_id in found.items()}
+
+
+_SQLITE_BINDS: dict[str, Any] = {}
+
+
+def _sqlite_binds(connection: Connection) -> dict[str, Any]:
+    if not _SQLITE_BINDS:
+        table: Table = FeedbackEvent.__table__  # type: ignore[attr-defined]
+        for name in _COLUMNS:
+            process = table.c[name].type.bind_processor(connection.dialect)
+            _SQLITE_BINDS[name] = process or (lambda value: value)
+    return _SQLITE_BINDS
+
+
 def _driver_execute(
     session: Session | Connection, statement: str, params: list[Any]
 ) -> dict[Any, int]:
@@ -407,9 +431,12 @@ def _driver_execute(
     connection = session if isinstance(session, Connection) else session.connection()
     driver = connection.connection.driver_connection
     try:
-        with driver.cursor() as cursor:  # type: ignore[union-attr]
+        cursor = driver.cursor()  # type: ignore[union-attr]
+        try:  # sqlite3 cursors are no context managers
             cursor.execute(statement, params)
             return dict(cursor.fetchall())
+        finally:
+            cursor.close()
     except connection.dialect.loaded_dbapi.Error as exc:
         raise _wrapped(connection, exc, statement, params) from exc
 

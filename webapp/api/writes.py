@@ -6,15 +6,14 @@
   trips per request. A connection that died in the pool (database restart) fails on
   use; the write is then retried once on a fresh connection.
 - SQLite: writes are serialised by a lock in the process, so request threads queue on a
-  mutex instead of sleeping in SQLite's busy handler; each write is one short
-  ``BEGIN IMMEDIATE`` transaction.
+  mutex instead of sleeping in SQLite's busy handler; they share one connection (no pool
+  checkout) and each write is one short ``BEGIN IMMEDIATE`` transaction.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import TypeVar
 
 from flask import Flask, current_app
@@ -38,8 +37,10 @@ class IngestWriter:
         self.sqlite = is_sqlite(engine)
         self.lock = threading.Lock()
         self.prediction_ids = PredictionIdCache()
+        self._connection: Connection | None = None
         if self.sqlite:
             self.engine = engine
+            event.listen(engine, "engine_disposed", lambda _engine: self._close())
         else:
             url = engine.url.render_as_string(hide_password=False)
             own = make_engine(url, pool_pre_ping=False, isolation_level="AUTOCOMMIT")
@@ -50,8 +51,10 @@ class IngestWriter:
     def run(self, work: Callable[[Connection], T]) -> T:
         """``work(connection)``: autocommit statements (PostgreSQL) or one transaction (SQLite)."""
         if self.sqlite:
-            with self.lock, self.engine.begin() as connection:
-                return work(connection)
+            with self.lock:
+                connection = self._sqlite_connection()
+                with connection.begin():
+                    return work(connection)
         try:
             with self.engine.connect() as connection:
                 return work(connection)
@@ -61,14 +64,17 @@ class IngestWriter:
         with self.engine.connect() as connection:  # the pooled connection was dead
             return work(connection)
 
-    @contextmanager
-    def serialised(self) -> Iterator[None]:
-        """Hold the SQLite write lock around a Session transaction (no-op on PostgreSQL)."""
-        if not self.sqlite:
-            yield
-            return
+    def _close(self) -> None:
         with self.lock:
-            yield
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+    def _sqlite_connection(self) -> Connection:
+        # Writes are serialised, so one connection serves them all (no pool checkout).
+        if self._connection is None or self._connection.closed:
+            self._connection = self.engine.connect()
+        return self._connection
 
 
 def init_writer(app: Flask) -> None:

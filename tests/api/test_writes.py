@@ -1,0 +1,55 @@
+"""The ingestion write path: no pre-ping on PostgreSQL, so a connection that died in the pool
+(database restart, idle timeout) must cost a retry, never an accepted event or a 500."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import text
+from sqlmodel import Session, select
+
+from corrigenda.db import is_sqlite
+from corrigenda.models import FeedbackEvent
+
+from .conftest import ORIGIN, count_events, event, log, pk
+
+
+@pytest.mark.postgres
+def test_feedback_survives_pooled_connections_killed_by_the_server(client, keys, engine) -> None:  # type: ignore[no-untyped-def]
+    if is_sqlite(engine):
+        pytest.skip("PostgreSQL only: an embedded SQLite file has no server to drop connections")
+    token = log(client, keys)
+    first = client.post("/api/v1/feedback", json=event(token=token), headers=pk(keys))
+    assert first.status_code == 202
+    with engine.connect() as admin:  # what a database restart does to idle connections
+        killed = admin.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).scalar_one()
+    assert killed >= 1
+    again = client.post("/api/v1/feedback", json=event(token=token), headers=pk(keys))
+    assert again.status_code == 202
+    assert again.json["results"][0]["status"] == "accepted"
+    assert count_events(engine) == 2
+
+
+def test_single_events_keep_their_stored_form(client, keys, engine) -> None:  # type: ignore[no-untyped-def]
+    """The one-event fast path writes on the driver's cursor: the row must read back through
+    the models exactly as the batch path stores it (UUID, JSON value, UTC times)."""
+    token = log(client, keys)
+    when = "2026-11-27T10:00:00.5+01:00"
+    sent = event(token=token, kind="correct", value="billing", comment="é\u200f", end_user="u1",
+                 session="s1", client_time=when, time_to_decision_ms=7)  # fmt: skip
+    response = client.post("/api/v1/feedback", json=sent, headers=pk(keys))
+    assert response.json["results"][0]["status"] == "accepted", response.json
+    with Session(engine) as session:
+        stored = session.exec(select(FeedbackEvent)).one()
+    assert str(stored.event_id) == sent["id"]
+    assert stored.value == "billing"
+    assert (stored.comment, stored.end_user, stored.session_id) == ("é\u200f", "u1", "s1")
+    assert stored.client_time == datetime(2026, 11, 27, 9, 0, 0, 500000, tzinfo=UTC)
+    assert (stored.time_to_decision_ms, stored.source) == (7, "widget")
+    assert stored.origin == ORIGIN
