@@ -48,6 +48,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
         "expire-leases": {"task": "corrigenda.expire_leases", "schedule": 30.0},
         "update-metrics": {"task": "corrigenda.update_metrics", "schedule": 30.0},
         "reaggregate": {"task": "corrigenda.reaggregate", "schedule": REAGGREGATE_SECONDS},
+        "build-pending-datasets": {"task": "corrigenda.build_pending_datasets", "schedule": 60.0},
     }
 
 
