@@ -1,9 +1,11 @@
 """Review queue benchmark on PostgreSQL.
 
 Seeds N pending review items (default 1,000,000) in a throw-away database, then measures
-the server time of "decide + claim next" (one transaction each, as the view runs them)
-against a plain primary-key read of a review item in the same run, and finally the
-keypress-to-next-item time a reviewer sees in headless Chromium.
+the server time of "decide + claim next" against a plain primary-key read of a review item
+in the same run, twice: the domain calls alone (one transaction, as the decide view runs
+them) and the whole htmx request in the Flask app (guard, decide, claim, item context,
+rendering), with the SQL statements each one sends. Finally the keypress-to-next-item time
+a reviewer sees in headless Chromium (a real key press, until the next item is painted).
 
     python bench/review.py [--items 1000000] [--rounds 400] [--browser-rounds 40]
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import statistics
 import sys
 import threading
@@ -24,6 +27,7 @@ import uuid
 from pathlib import Path
 
 import psycopg
+from sqlalchemy import event
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -93,58 +97,154 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+class StatementCounter:
+    """Counts the SQL statements an engine sends (COMMIT is not a statement here)."""
+
+    def __init__(self, engine) -> None:  # type: ignore[no-untyped-def]
+        self.count = 0
+        event.listen(engine, "before_cursor_execute", self._count)
+
+    def _count(self, *_args) -> None:  # type: ignore[no-untyped-def]
+        self.count += 1
+
+
+def pk_read(engine, max_id: int) -> float:  # type: ignore[no-untyped-def]
+    started = time.perf_counter()
+    with transaction(engine) as session:
+        session.get(ReviewItem, random.randint(1, max_id))
+    return (time.perf_counter() - started) * 1000
+
+
 def measure_server(engine, project, user, rounds: int) -> None:  # type: ignore[no-untyped-def]
     with transaction(engine) as session:
         item = claim_next_item(session, project=project, user=user)
         max_id = session.execute(text("SELECT max(id) FROM review_item")).scalar_one()
+    counter = StatementCounter(engine)
     decide_next: list[float] = []
+    statements: list[int] = []
     pk_reads: list[float] = []
     for _ in range(rounds):
+        counter.count = 0
         started = time.perf_counter()
         with transaction(engine) as session:
-            decide(session, item_id=item.id, user=user, action="keep_model", duration_ms=900)
+            decide(
+                session,
+                item_id=item.id,
+                user=user,
+                action="keep_model",
+                duration_ms=900,
+                project=project,
+            )
             item = claim_next_item(session, project=project, user=user)
         decide_next.append((time.perf_counter() - started) * 1000)
-        started = time.perf_counter()
-        with transaction(engine) as session:
-            session.get(ReviewItem, random.randint(1, max_id))
-        pk_reads.append((time.perf_counter() - started) * 1000)
-    report("decide + claim next", decide_next)
+        statements.append(counter.count)
+        pk_reads.append(pk_read(engine, max_id))
+    explain_pick(engine, project, user)
+    report("decide + claim next (domain)", decide_next, statements)
     report("primary-key read (baseline)", pk_reads)
-    ratio50 = statistics.median(decide_next) / statistics.median(pk_reads)
-    ratio95 = percentile(decide_next, 0.95) / percentile(pk_reads, 0.95)
-    print(f"ratio decide+claim / pk read: p50 {ratio50:.1f}x, p95 {ratio95:.1f}x")
+    print_ratio("decide+claim / pk read", decide_next, pk_reads)
 
 
-def report(label: str, values: list[float]) -> None:
+def explain_pick(engine, project, user) -> None:  # type: ignore[no-untyped-def]
+    """The plan of the queue pick after the rounds (rolled back): it must walk an index."""
+    from corrigenda.review import _pending_for
+
+    pick = _pending_for(project.id, user.id)
+    sql = str(pick.compile(engine, compile_kwargs={"literal_binds": True}))
+    with engine.connect() as connection, connection.begin() as outer:
+        plan = connection.execute(text(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {sql}")).scalars()
+        print("pick plan:", " | ".join(line.strip() for line in plan))
+        outer.rollback()
+
+
+def print_ratio(label: str, values: list[float], baseline: list[float]) -> None:
+    ratio50 = statistics.median(values) / statistics.median(baseline)
+    ratio95 = percentile(values, 0.95) / percentile(baseline, 0.95)
+    print(f"ratio {label}: p50 {ratio50:.1f}x, p95 {ratio95:.1f}x")
+
+
+def measure_request(app, engine, rounds: int) -> None:  # type: ignore[no-untyped-def]
+    """The decide view end to end in the app (no network): what the server spends per key."""
+    client = app.test_client()
+    token = csrf_of(client.get("/login").get_data(as_text=True))
+    client.post(
+        "/login", data={"email": "bench@example.com", "password": PASSWORD, "csrf_token": token}
+    )
+    page = client.get("/review/bench").get_data(as_text=True)
+    token, item_id = csrf_of(page), item_of(page)
+    max_id = int(item_id) * 2
+    counter = StatementCounter(app.extensions["corrigenda.engine"])
+    times: list[float] = []
+    statements: list[int] = []
+    pk_reads: list[float] = []
+    headers = {"HX-Request": "true", "X-CSRFToken": token}
+    for _ in range(rounds):
+        counter.count = 0
+        started = time.perf_counter()
+        response = client.post(
+            f"/review/bench/items/{item_id}/decide",
+            data={"action": "keep_model", "duration_ms": "900"},
+            headers=headers,
+        )
+        times.append((time.perf_counter() - started) * 1000)
+        statements.append(counter.count)
+        assert response.status_code == 200 and "data-saved" in response.get_data(as_text=True)
+        item_id = item_of(response.get_data(as_text=True))
+        pk_reads.append(pk_read(engine, max_id))
+    report("decide + next, htmx request", times, statements)
+    report("primary-key read (baseline)", pk_reads)
+    print_ratio("request / pk read", times, pk_reads)
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf[-_]token" (?:content|value)="([^"]+)"', html)
+    assert match, "no CSRF token in the page"
+    return match.group(1)
+
+
+def item_of(html: str) -> str:
+    return html.split('data-item-id="', 1)[1].split('"', 1)[0]
+
+
+def report(label: str, values: list[float], statements: list[int] | None = None) -> None:
+    sent = f" statements={min(statements)}-{max(statements)}" if statements else ""
     print(
         f"{label:32s} n={len(values)} p50={statistics.median(values):.2f} ms"
-        f" p95={percentile(values, 0.95):.2f} ms max={max(values):.2f} ms"
+        f" p95={percentile(values, 0.95):.2f} ms max={max(values):.2f} ms{sent}"
     )
 
 
-KEYPRESS_JS = """() => new Promise((resolve) => {
+# Armed before each real key press: from the keydown event to the frame after the next
+# item is in the page (requestAnimationFrame + a macrotask ~ the paint).
+ARM_JS = """() => {
   const before = document.querySelector('#item').dataset.itemId;
-  const started = performance.now();
-  const observer = new MutationObserver(() => {
-    const item = document.querySelector('#item');
-    if (item && item.dataset.itemId !== before) {
-      observer.disconnect();
-      requestAnimationFrame(() => resolve(performance.now() - started));
-    }
+  window.__nextItem = new Promise((resolve) => {
+    let pressed = null;
+    const onKey = (e) => { pressed = e.timeStamp; };
+    document.addEventListener('keydown', onKey, {capture: true, once: true});
+    const observer = new MutationObserver(() => {
+      const item = document.querySelector('#item');
+      if (item && item.dataset.itemId && item.dataset.itemId !== before) {
+        observer.disconnect();
+        requestAnimationFrame(() => setTimeout(() => resolve(performance.now() - pressed)));
+      }
+    });
+    const watch = {childList: true, subtree: true, attributes: true};
+    observer.observe(document.querySelector('#main'), watch);
   });
-  observer.observe(document.querySelector('#main'), {childList: true, subtree: true});
-  document.dispatchEvent(new KeyboardEvent('keydown', {key: 'k', bubbles: true}));
-})"""
+}"""
 
 
-def measure_browser(url: str, data_dir: Path, rounds: int) -> None:
+def make_app(url: str, data_dir: Path):  # type: ignore[no-untyped-def]
+    from webapp import create_app
+
+    return create_app({"database_url": url, "secret_key": "bench-secret-key", "data_dir": data_dir})
+
+
+def measure_browser(app, rounds: int) -> None:  # type: ignore[no-untyped-def]
     from playwright.sync_api import sync_playwright
     from werkzeug.serving import make_server
 
-    from webapp import create_app
-
-    app = create_app({"database_url": url, "secret_key": "bench-secret-key", "data_dir": data_dir})
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -162,12 +262,18 @@ def measure_browser(url: str, data_dir: Path, rounds: int) -> None:
             page.keyboard.press("Enter")
             page.wait_for_selector("#item[data-item-id]")
             page.wait_for_load_state("load")
-            times = [page.evaluate(KEYPRESS_JS) for _ in range(rounds)]
+            navigations: list[str] = []
+            page.on("framenavigated", lambda frame: navigations.append(frame.url))
+            times = []
+            for _ in range(rounds):
+                page.evaluate(ARM_JS)
+                page.keyboard.press("k")
+                times.append(page.evaluate("window.__nextItem"))
             browser.close()
         report("keypress to next item (Chromium)", times)
+        print(f"full page loads during the key presses: {len(navigations)}")
     finally:
         server.shutdown()
-        app.extensions["corrigenda.engine"].dispose()
 
 
 def main() -> None:
@@ -182,8 +288,13 @@ def main() -> None:
         metadata.create_all(engine)
         project, user = seed(engine, args.items)
         measure_server(engine, project, user, args.rounds)
-        if args.browser_rounds:
-            measure_browser(url, Path("/tmp") / name, args.browser_rounds)
+        app = make_app(url, Path("/tmp") / name)
+        try:
+            measure_request(app, engine, args.rounds)
+            if args.browser_rounds:
+                measure_browser(app, args.browser_rounds)
+        finally:
+            app.extensions["corrigenda.engine"].dispose()
     finally:
         engine.dispose()
         drop_database(name)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from functools import cache
 from typing import Any
 
-from sqlalchemy import func, insert, literal_column, null, update
+from sqlalchemy import bindparam, func, insert, literal_column, null, update
 from sqlalchemy.orm import aliased, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
@@ -34,6 +35,12 @@ from .review import ReviewError, _refresh_status, _take
 
 DECIDING_ACTIONS = ("accept_correction", "keep_model", "relabel", "reject")
 CLUSTER_LIMIT = 500
+
+
+class ItemNotFound(ReviewError):
+    """No such review item (in the project the caller named)."""
+
+
 OPINION_KINDS = ("accept", "reject", "correct", "flag")
 
 # ---------------------------------------------------------------- deciding
@@ -52,19 +59,19 @@ def decide(
 ) -> Decision:
     """Record the reviewer's decision on an item they hold; settle it when N are in.
 
-    ``project`` saves a lookup when the caller has it loaded already. On PostgreSQL the hot
+    ``project``: the caller's project (saves a lookup); an item of another project is then
+    refused like a missing one (``ItemNotFound``). On PostgreSQL the hot
     path is three round trips: lock and load everything (one SELECT), write decision, audit
     row, claim and settled item (one statement), write the example (see ``write_example``).
     """
+    loaded = _load_for_decision(session, item_id=item_id, user=user)
+    if loaded is None or (project is not None and loaded[0].project_id != project.id):
+        raise ItemNotFound(f"review item {item_id} does not exist in this project")
     if action not in (*DECIDING_ACTIONS, "skip"):
         raise ReviewError(f"action must be one of {', '.join((*DECIDING_ACTIONS, 'skip'))}")
-    loaded = _load_for_decision(session, item_id=item_id, user=user)
-    if loaded is None:
-        raise ReviewError(f"review item {item_id} does not exist")
     item, prediction, claim, prior, decision_id = loaded
     claim = _usable_claim(session, item=item, user=user, claim=claim)
-    if project is None or project.id != item.project_id:
-        project = session.get(Project, item.project_id)
+    project = project or session.get(Project, item.project_id)
     events = _opinions_needed(session, prediction, action, item)
     target = resolve_target(session, project, prediction, action, value, events=events)  # type: ignore[arg-type]
     decision = Decision(
@@ -98,12 +105,27 @@ def _load_for_decision(
     """Lock the item and load its prediction, the reviewer's latest open-or-expired claim
     and how many decisions it has, in one statement. On PostgreSQL also reserve the id of
     the decision about to be written (so it can be written with its audit row at once)."""
+    statement = _load_statement(session.get_bind().dialect.name == "postgresql")
+    params = {"item_id": item_id, "user_id": user.id}
+    for _ in range(2):
+        row = session.exec(statement, params=params).first()  # type: ignore[call-overload]
+        if row is None:
+            return None
+        if row[5] == row[6]:
+            return tuple(row[:5])  # type: ignore[return-value]
+    raise AssertionError("the locked item changed while this transaction held its lock")
+
+
+@cache
+def _load_statement(postgres: bool) -> Any:
+    """Built once per dialect: building it costs more than running it."""
+    user_id = bindparam("user_id", type_=ReviewClaim.__table__.c.user_id.type)
     mine = aliased(ReviewClaim)
     latest_claim = (
         select(func.max(mine.id))
         .where(
             mine.review_item_id == ReviewItem.id,
-            mine.user_id == user.id,
+            mine.user_id == user_id,
             col(mine.status).in_(("open", "expired")),
         )
         .correlate(ReviewItem)
@@ -116,23 +138,15 @@ def _load_for_decision(
         .correlate(ReviewItem)
         .scalar_subquery()
     )
-    postgres = session.get_bind().dialect.name == "postgresql"
     reserved = func.nextval(func.pg_get_serial_sequence("decision", "id")) if postgres else null()
-    statement = (
+    return (
         select(ReviewItem, Prediction, ReviewClaim, prior, reserved, *_row_versions(postgres))
         .outerjoin(Prediction, col(Prediction.id) == ReviewItem.prediction_id)
         .outerjoin(ReviewClaim, col(ReviewClaim.id) == latest_claim)
-        .where(ReviewItem.id == item_id)
+        .where(ReviewItem.id == bindparam("item_id", type_=ReviewItem.__table__.c.id.type))
         .with_for_update(of=ReviewItem)  # type: ignore[arg-type]
         .execution_options(populate_existing=True)
     )
-    for _ in range(2):
-        row = session.exec(statement).first()  # type: ignore[call-overload]
-        if row is None:
-            return None
-        if row[5] == row[6]:
-            return tuple(row[:5])  # type: ignore[return-value]
-    raise AssertionError("the locked item changed while this transaction held its lock")
 
 
 def _row_versions(postgres: bool) -> tuple[Any, Any]:

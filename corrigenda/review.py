@@ -18,9 +18,10 @@ import json
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import case, cast, exists, func, insert, literal, update
+from sqlalchemy import bindparam, case, cast, exists, func, insert, literal, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
@@ -126,7 +127,7 @@ def _pick_pending(
             ReviewItem.project_id == project.id,
             ReviewItem.status == "pending",
             ReviewItem.reason != "gold",
-            ~exists(_claims_of(user, ("open", "decided", "skipped"))),
+            ~exists(_claims_of(user.id, ("open", "decided", "skipped"))),
         )
         .order_by(col(ReviewItem.priority).desc(), col(ReviewItem.id))
         .limit(1)
@@ -147,57 +148,64 @@ def _claim_at_once(
     """
     now = utcnow()
     expires = now + timedelta(seconds=lease)
+    statement = _claim_statement() if filters == QueueFilter() else _build_claim(filters, session)
+    params = {"b_project_id": project.id, "b_user_id": user.id, "b_now": now, "b_expires": expires}
+    item = session.scalars(statement, params).first()
+    if item is not None and item.required_reviews > 1:
+        _refresh_status(session, [item.id], holder=(user.id, expires))  # type: ignore[list-item]
+    return item
+
+
+@cache
+def _claim_statement() -> Any:
+    """The unfiltered claim statement, built once (building it costs more than running it)."""
+    return _build_claim(QueueFilter(), None)
+
+
+def _build_claim(filters: QueueFilter, session: Session | None) -> Any:
+    project_id = bindparam("b_project_id", type_=ReviewClaim.__table__.c.project_id.type)
+    user_id = bindparam("b_user_id", type_=ReviewClaim.__table__.c.user_id.type)
+    now = bindparam("b_now", type_=ReviewClaim.__table__.c.created_at.type)
+    expires = bindparam("b_expires", type_=ReviewClaim.__table__.c.lease_expires_at.type)
     holds_open = select(ReviewClaim.id).where(
-        ReviewClaim.user_id == user.id,
-        ReviewClaim.project_id == project.id,
+        ReviewClaim.user_id == user_id,
+        ReviewClaim.project_id == project_id,
         ReviewClaim.status == "open",
     )
-    pick = _filtered(_pending_for(project, user).where(~exists(holds_open)), filters, session).cte(
-        "pick"
-    )
+    pending = _pending_for(project_id, user_id).where(~exists(holds_open))
+    pick = _filtered(pending, filters, session).cte("pick")  # type: ignore[arg-type]
     claim = (
         insert(ReviewClaim)
         .from_select(
             ["review_item_id", "project_id", "user_id", "status", "lease_expires_at", "created_at"],
-            select(
-                pick.c.id,
-                literal(project.id),
-                literal(user.id),
-                literal("open"),
-                literal(expires),
-                literal(now),
-            ),
+            select(pick.c.id, project_id, user_id, literal("open"), expires, now),
         )
         .returning(ReviewClaim.review_item_id)
         .cte("new_claim")
     )
-    statement = (
+    return (
         update(ReviewItem)
         .where(ReviewItem.id == claim.c.review_item_id)
         .values(
             status=case((ReviewItem.required_reviews <= 1, "claimed"), else_="pending"),
-            claimed_by=user.id,
+            claimed_by=user_id,
             lease_expires_at=expires,
             updated_at=now,
         )
         .returning(ReviewItem)
         .execution_options(synchronize_session=False, populate_existing=True)
     )
-    item = session.scalars(statement).first()
-    if item is not None and item.required_reviews > 1:
-        _refresh_status(session, [item.id], holder=(user.id, expires))  # type: ignore[list-item]
-    return item
 
 
-def _pending_for(project: Project, user: User) -> Any:
+def _pending_for(project_id: Any, user_id: Any) -> Any:
     """Pending items of the project the reviewer has not held, best first, locked."""
     return (
         select(ReviewItem.id)
         .where(
-            ReviewItem.project_id == project.id,
+            ReviewItem.project_id == project_id,
             ReviewItem.status == "pending",
             ReviewItem.reason != "gold",
-            ~exists(_claims_of(user, ("open", "decided", "skipped"))),
+            ~exists(_claims_of(user_id, ("open", "decided", "skipped"))),
         )
         .order_by(col(ReviewItem.priority).desc(), col(ReviewItem.id))
         .limit(1)
@@ -217,7 +225,7 @@ def _pick_gold(session: Session, *, project: Project, user: User) -> ReviewItem 
             ReviewItem.project_id == project.id,
             ReviewItem.reason == "gold",
             ReviewItem.status == "pending",
-            ~exists(_claims_of(user, ("open", "decided", "skipped"))),
+            ~exists(_claims_of(user.id, ("open", "decided", "skipped"))),
         )
         .order_by(func.random())
         .limit(1)
@@ -225,10 +233,10 @@ def _pick_gold(session: Session, *, project: Project, user: User) -> ReviewItem 
     return session.exec(statement).first()
 
 
-def _claims_of(user: User, statuses: tuple[str, ...]) -> Any:
+def _claims_of(user_id: Any, statuses: tuple[str, ...]) -> Any:
     return select(ReviewClaim.id).where(
         ReviewClaim.review_item_id == ReviewItem.id,
-        ReviewClaim.user_id == user.id,
+        ReviewClaim.user_id == user_id,
         col(ReviewClaim.status).in_(statuses),
     )
 

@@ -46,7 +46,7 @@ def item_context(session: Session, item: ReviewItem) -> ItemContext:
     if prediction is None:
         return context
     context.opinions = opinions(session, prediction)
-    context.correction = user_correction(session, prediction)
+    context.correction = user_correction(session, prediction, events=context.opinions)
     context.siblings, context.cluster_size = _siblings(session, prediction)
     if item.reason != "gold":
         context.history = _history(session, item)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from flask import g, make_response, redirect, render_template, request, url_for
+from flask import abort, g, make_response, redirect, render_template, request, url_for
 from flask_login import login_required
 
-from corrigenda.decisions import decide
+from corrigenda.decisions import ItemNotFound, decide
 from corrigenda.models import Membership, Project, ReviewItem
 from corrigenda.review import QueueFilter, ReviewError, claim_next_item, pending_counts, renew_lease
 from corrigenda.undo import undo_last
@@ -17,7 +17,7 @@ from ..auth.guards import project_role
 from ..auth.session import me
 from ..extensions import db_transaction, get_settings, read_session
 from . import bp
-from .context import item_context
+from .context import ItemContext, item_context
 
 
 @bp.get("/")
@@ -57,10 +57,9 @@ def queue(slug: str):  # type: ignore[no-untyped-def]
 @project_role("reviewer")
 def decide_item(slug: str, item_id: int):  # type: ignore[no-untyped-def]
     filters = _filters(dict(parse_qsl(request.form.get("filters", ""))))
-    error = None
     try:
+        # Decide and claim the next item in one transaction: one commit per keystroke.
         with db_transaction() as session:
-            _check_item_project(session, item_id)
             decide(
                 session,
                 item_id=item_id,
@@ -69,10 +68,14 @@ def decide_item(slug: str, item_id: int):  # type: ignore[no-untyped-def]
                 value=request.form.get("label") or _value(),
                 duration_ms=_int(request.form.get("duration_ms")),
                 cluster=request.form.get("cluster") in ("1", "on", "true"),
+                project=g.project,
             )
+            context = _claim_context(session, filters)
+    except ItemNotFound:
+        abort(404)
     except ReviewError as exc:
-        error = str(exc)
-    return _render_next(filters, error=error, saved=error is None)
+        return _render_next(filters, error=str(exc), saved=False)
+    return _render(context, filters, saved=True)
 
 
 @bp.post("/<slug>/undo")
@@ -106,14 +109,22 @@ def item(slug: str, item_id: int):  # type: ignore[no-untyped-def]
 
 def _render_next(filters: QueueFilter, **flash: Any):  # type: ignore[no-untyped-def]
     with db_transaction() as session:
-        claimed = claim_next_item(
-            session,
-            project=g.project,
-            user=me(),
-            filters=filters,
-            lease_seconds=get_settings().lease_seconds,
-        )
-        context = item_context(session, claimed) if claimed is not None else None
+        context = _claim_context(session, filters)
+    return _render(context, filters, **flash)
+
+
+def _claim_context(session, filters: QueueFilter) -> ItemContext | None:  # type: ignore[no-untyped-def]
+    claimed = claim_next_item(
+        session,
+        project=g.project,
+        user=me(),
+        filters=filters,
+        lease_seconds=get_settings().lease_seconds,
+    )
+    return item_context(session, claimed) if claimed is not None else None
+
+
+def _render(context: ItemContext | None, filters: QueueFilter, **flash: Any):  # type: ignore[no-untyped-def]
     template = "review/_item.html" if request.headers.get("HX-Request") else "review/queue.html"
     if request.method == "POST" and not request.headers.get("HX-Request"):
         return redirect(url_for("review.queue", slug=g.project.slug, **filters.as_query()))
