@@ -72,12 +72,14 @@ INPUT_TEXT = (
 )
 
 
-def jsonl_line(position: str) -> str:
-    """The JSONL line of ``Record.jsonl`` (same keys, same order, same values) as SQL."""
+def jsonl_line(split: str) -> str:
+    """The JSONL line of ``Record.jsonl`` (same keys, same order, same values) as SQL;
+    ``split`` is SQL for the split's JSON text (the fast path passes a ``\\x1d`` mark
+    where Python writes the name, so the split hash runs once per row)."""
     parts = [
         "'{\"id\":' || e.id",
         "',\"revision\":' || e.revision",
-        f"',\"split\":' || (:split_json::text[])[{position} + 1]",
+        f"',\"split\":' || {split}",
         f"',\"text\":' || {INPUT_TEXT}",
         "',\"input\":' || coalesce(e.input::text, 'null')",
         "',\"target\":' || coalesce(e.target::text, 'null')",
@@ -96,10 +98,6 @@ def jsonl_line(position: str) -> str:
         "'}'",
     ]
     return " || ".join(parts)
-
-
-def split_params(splitter: Splitter) -> dict[str, Any]:
-    return {"split_json": [orjson.dumps(name).decode() for name in splitter.names]}
 
 
 def supports(splitter: Splitter) -> bool:
@@ -196,9 +194,10 @@ ROW_PREFIX = 6
 def jsonl_sql(from_where: str, splitter: Splitter, count_labels: bool) -> tuple[str, dict]:
     """``COPY`` of statistics key + JSONL line per row, in id order."""
     position, params = splitter.sql_position()
-    line = f"{stats_key(position, count_labels)} || '{END}' || {jsonl_line(position)} || E'\\n'"
+    mark = f"'{END}'"
+    line = f"{stats_key(position, count_labels)} || {mark} || {jsonl_line(mark)} || E'\\n'"
     sql = f"COPY (SELECT {line} FROM {from_where} ORDER BY e.id) TO STDOUT {COPY_BINARY}"
-    return sql, {**params, **split_params(splitter)}
+    return sql, params
 
 
 def _without_header(rows: Iterable[Any]) -> Iterator[Any]:
@@ -237,6 +236,7 @@ def write_jsonl(
     if keys is None:
         keys = KeyStats(BuildStats(), names)  # counted by another pass: discarded
     files = _SplitFiles(root, names)
+    split_json = {65 + i: orjson.dumps(name) for i, name in enumerate(names)}
     counts: dict[bytes, int] = {}
     written = [0] * 256
     done = 0
@@ -246,10 +246,14 @@ def write_jsonl(
             if len(data) == 2:
                 continue  # the trailer
             cut = data.index(29, ROW_PREFIX)
+            mark = data.index(29, cut + 1)
             key = data[ROW_PREFIX:cut]
             code = data[ROW_PREFIX]
             counts[key] = counts.get(key, 0) + 1
-            files[code].write(data[cut + 1 :])
+            handle = files[code]
+            handle.write(data[cut + 1 : mark])
+            handle.write(split_json[code])
+            handle.write(data[mark + 1 :])
             written[code] += 1
             done += 1
             if not done & 0x3FFF:
@@ -378,7 +382,7 @@ def csv_batches(rows: Iterable[Any]) -> Iterator[pa.RecordBatch]:
     reader = pacsv.open_csv(
         _RowsFile(rows),
         read_options=pacsv.ReadOptions(
-            column_names=[name for name, _ in COPY_COLUMNS], block_size=CSV_BLOCK
+            use_threads=False, column_names=[name for name, _ in COPY_COLUMNS], block_size=CSV_BLOCK
         ),
         parse_options=pacsv.ParseOptions(newlines_in_values=True),
         convert_options=pacsv.ConvertOptions(
@@ -499,10 +503,10 @@ def from_where(
     conditions = [where, *extra]
     params = {**params, **extra_params}
     if flt.splits is not None:
-        position, split_params_ = splitter.sql_position()
+        position, split_sql_params = splitter.sql_position()
         wanted = [i for i, name in enumerate(splitter.names) if name in flt.splits]
         conditions.append(f"{position} = ANY(:wanted_positions)")
-        params.update(split_params_, wanted_positions=wanted)
+        params.update(split_sql_params, wanted_positions=wanted)
     return f"{tables} WHERE {' AND '.join(f'({c})' for c in conditions)}", params
 
 
