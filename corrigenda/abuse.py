@@ -88,7 +88,7 @@ def _windows(session: Session, project_id: int, users: set[str]) -> dict[str, _W
         query = sa.select(
             c.end_user, c.window_start, c.window_count, c.capped_events, c.quarantined_at
         ).where(c.project_id == project_id, among(session, c.end_user, part, kind="varchar"))
-        for user, start, count, capped, quarantined_at in session.execute(query):
+        for user, start, count, capped, quarantined_at in session.execute(query).all():
             found[user] = _Window(start, count, capped, quarantined_at is not None)
     return found
 

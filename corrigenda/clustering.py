@@ -23,7 +23,15 @@ import numpy as np
 from sqlalchemy import text
 from sqlmodel import Session, col, select
 
-from .bulk import array_literal, bytea_array_literal, chunks, dialect, insert_arrays, insert_ignore
+from .bulk import (
+    array_literal,
+    bytea_array_literal,
+    chunks,
+    copy_bigints,
+    dialect,
+    insert_arrays,
+    insert_ignore,
+)
 from .models import Cluster, ClusterContent, LshBand, utcnow
 from .normalize import content_hash, normalize_text
 
@@ -191,7 +199,8 @@ def _known_hashes(session: Session, project_id: int, hashes: list[str]) -> dict[
     if dialect(session) == "postgresql":
         sql = text(
             "SELECT content_hash, cluster_id FROM cluster_content "
-            "WHERE project_id = :project AND content_hash = ANY(CAST(:hashes AS varchar[]))"
+            "WHERE project_id = :project "
+            "AND content_hash IN (SELECT unnest(CAST(:hashes AS varchar[])))"
         )
         params = {"project": project_id, "hashes": array_literal(hashes)}
         return dict(session.execute(sql, params).all())  # type: ignore[arg-type]
@@ -273,7 +282,7 @@ def _stored_candidates(session: Session, project_id: int, keys: np.ndarray) -> d
     if dialect(session) == "postgresql":  # one array parameter instead of thousands
         sql = text(
             "SELECT band_key, cluster_id FROM lsh_band "
-            "WHERE project_id = :project AND band_key = ANY(CAST(:keys AS bigint[]))"
+            "WHERE project_id = :project AND band_key IN (SELECT unnest(CAST(:keys AS bigint[])))"
         )
         params = {"project": project_id, "keys": array_literal(unique)}
         for key, cid in session.execute(sql, params):
@@ -312,15 +321,10 @@ def _insert_clusters(session: Session, project_id: int, new: list[_NewCluster]) 
         return
     owners = np.repeat(np.array(ids, dtype=np.int64), [k.size for k in keys])
     flat = np.concatenate(keys)
-    if dialect(session) == "postgresql":
-        insert_arrays(
-            session,
-            "lsh_band",
-            {
-                "project_id": ("bigint", array_literal([project_id] * flat.size)),
-                "band_key": ("bigint", array_literal(flat.tolist())),
-                "cluster_id": ("bigint", array_literal(owners.tolist())),
-            },
+    if dialect(session) == "postgresql":  # new clusters: their bands cannot conflict
+        project = np.full(flat.size, project_id, dtype=np.int64)
+        copy_bigints(
+            session, "lsh_band", {"project_id": project, "band_key": flat, "cluster_id": owners}
         )
         return
     rows = [

@@ -49,7 +49,7 @@ def load_opinions(
         query = sa.select(*columns, c.value, c.events_seen).where(
             among(session, c.prediction_id, part)
         )
-        for row in session.execute(query):
+        for row in session.execute(query).all():
             found[(row[0], row[1])] = Opinion(*row)
     return found
 

@@ -127,7 +127,7 @@ def _claim(session: Session, event_ids: list[int]) -> list[EventRow]:
             .order_by(EVENTS.c.id)
             .with_for_update(skip_locked=True)
         )
-        events.extend(EventRow(*row) for row in session.execute(query))
+        events.extend(EventRow(*row) for row in session.execute(query).all())
     return events
 
 
@@ -174,7 +174,7 @@ def _predictions(session: Session, project_id: int, ids: set[int]) -> dict[int, 
         query = sa.select(*_PREDICTION_COLUMNS).where(
             among(session, PREDICTIONS.c.id, part), PREDICTIONS.c.project_id == project_id
         )
-        found.update((row[0], PredictionState(*row)) for row in session.execute(query))
+        found.update((row[0], PredictionState(*row)) for row in session.execute(query).all())
     return found
 
 

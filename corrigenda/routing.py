@@ -225,7 +225,7 @@ def _load(session: Session, project: Project, cluster_ids: list[int]) -> _Contex
         )
         .order_by(PREDICTIONS.c.id)
     )
-    for row in session.execute(query):
+    for row in session.execute(query).all():
         predictions[row[1]].append(PredictionRow(*row))
     opinions: dict[int, list[OpinionRow]] = defaultdict(list)
     columns = (
@@ -238,7 +238,7 @@ def _load(session: Session, project: Project, cluster_ids: list[int]) -> _Contex
     op_query = sa.select(*columns, OPINIONS.c.kind, OPINIONS.c.value).where(
         OPINIONS.c.project_id == project.id, among(session, OPINIONS.c.cluster_id, cluster_ids)
     )
-    for row in session.execute(op_query):
+    for row in session.execute(op_query).all():
         opinions[row[1]].append(OpinionRow(*row))
     prediction_ids = [p.id for group in predictions.values() for p in group]
     items = _items(session, project.id, prediction_ids, cluster_ids)  # type: ignore[arg-type]
@@ -266,7 +266,7 @@ def _user_weights(session: Session, project_id: int, users: set[str]) -> dict[st
         query = sa.select(table.c.end_user, table.c.reliability, table.c.quarantined_at).where(
             table.c.project_id == project_id, among(session, table.c.end_user, part, kind="varchar")
         )
-        for user, reliability, quarantined_at in session.execute(query):
+        for user, reliability, quarantined_at in session.execute(query).all():
             weights[user] = 0.0 if quarantined_at else reliability
     return weights
 
@@ -286,7 +286,7 @@ def _examples(
         query = sa.select(*columns, EXAMPLES.c.provenance, EXAMPLES.c.deleted_at).where(
             EXAMPLES.c.project_id == project_id, among(session, EXAMPLES.c.prediction_id, part)
         )
-        found.update((row[1], ExampleRow(*row)) for row in session.execute(query))
+        found.update((row[1], ExampleRow(*row)) for row in session.execute(query).all())
     return found
 
 
@@ -314,7 +314,7 @@ def _items(
             )
             .order_by(ITEMS.c.id)
         )
-        items.update((row[0], ItemRow(*row)) for row in session.execute(query))
+        items.update((row[0], ItemRow(*row)) for row in session.execute(query).all())
     return list(items.values())
 
 

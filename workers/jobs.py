@@ -10,6 +10,8 @@ import logging
 import time
 from collections.abc import Callable
 
+import orjson
+import psycopg.types.json
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import select
@@ -22,6 +24,11 @@ from corrigenda.models import Project
 from .tasks.datasets import build_pending_datasets_job as build_pending_datasets
 
 BATCH = 500
+
+# Processing reads tens of thousands of small JSON values (labels, opinion values) per
+# second; psycopg decodes json/jsonb with the standard library, orjson is several times
+# faster and returns the same Python values.
+psycopg.types.json.set_json_loads(orjson.loads)
 # Dawid–Skene and quarantine scan whole projects: at most this often per process.
 LEARN_INTERVAL_SECONDS = 60.0
 _last_learned = [float("-inf")]
