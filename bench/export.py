@@ -117,6 +117,27 @@ def child_copy(url: str) -> dict:
     return {"seconds": time.perf_counter() - started, "bytes": size, "peak_rss_mib": peak_rss_mib()}
 
 
+def child_copy_lines(url: str) -> dict:
+    """Where the limit is: the fast path's own ``COPY`` of the JSONL lines (split, stats key
+    and line built by PostgreSQL), read to the end without writing anything."""
+    from corrigenda.datasets import pgcopy
+    from corrigenda.datasets.build import FROM_EXAMPLES, _pyformat
+    from corrigenda.datasets.filters import DatasetFilter
+    from corrigenda.datasets.splits import Splitter
+
+    splitter = Splitter(1, None)
+    where = "e.project_id = 1 AND e.deleted_at IS NULL"
+    source, params = pgcopy.from_where(FROM_EXAMPLES, where, {}, DatasetFilter(), splitter)
+    sql, extra = pgcopy.jsonl_sql(source, splitter, True)
+    started = time.perf_counter()
+    size = 0
+    with psycopg.connect(url) as connection, connection.cursor() as cursor:
+        with cursor.copy(_pyformat(sql), {**params, **extra}) as copy:
+            for chunk in copy:
+                size += len(chunk)
+    return {"seconds": time.perf_counter() - started, "bytes": size, "peak_rss_mib": peak_rss_mib()}
+
+
 def child_build(url: str, fmt: str) -> dict:
     from corrigenda.datasets import DatasetFilter, LocalStorage, build_version, create_version
     from corrigenda.db import make_engine, transaction
@@ -163,11 +184,14 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         kind, url = args.child[0], args.child[1]
-        print(json.dumps(child_copy(url) if kind == "copy" else child_build(url, kind)))
+        children = {"copy": child_copy, "copy-lines": child_copy_lines}
+        child = children.get(kind)
+        print(json.dumps(child(url) if child else child_build(url, kind)))
         return
     url = setup(args.rows)
     try:
         baseline = run_child("copy", url)
+        lines = run_child("copy-lines", url)
         results = {fmt: run_child(fmt, url) for fmt in ("jsonl", "parquet")}
         baseline_again = run_child("copy", url)  # the machine is shared: bracket the runs
     finally:
@@ -178,6 +202,12 @@ def main() -> None:
     print(
         f"COPY (SELECT …) TO STDOUT  {copy_rate:>10,.0f} rows/s  "
         f"{baseline['bytes'] / 2**20:7.1f} MiB  peak {baseline['peak_rss_mib']:.0f} MiB"
+    )
+    lines_rate = args.rows / lines["seconds"]
+    print(
+        f"{'COPY of the JSONL lines':<26} {lines_rate:>10,.0f} rows/s  "
+        f"{lines['bytes'] / 2**20:7.1f} MiB  peak {lines['peak_rss_mib']:.0f} MiB  "
+        f"ratio vs COPY {lines_rate / copy_rate:.2f}   (read only: the database's share)"
     )
     for fmt, result in results.items():
         rate = result["rows"] / result["seconds"]

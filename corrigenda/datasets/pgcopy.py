@@ -72,32 +72,39 @@ INPUT_TEXT = (
 )
 
 
-def jsonl_line(split: str) -> str:
-    """The JSONL line of ``Record.jsonl`` (same keys, same order, same values) as SQL;
-    ``split`` is SQL for the split's JSON text (the fast path passes a ``\\x1d`` mark
-    where Python writes the name, so the split hash runs once per row)."""
-    parts = [
-        "'{\"id\":' || e.id",
-        "',\"revision\":' || e.revision",
-        f"',\"split\":' || {split}",
-        f"',\"text\":' || {INPUT_TEXT}",
-        "',\"input\":' || coalesce(e.input::text, 'null')",
-        "',\"target\":' || coalesce(e.target::text, 'null')",
-        "',\"model_output\":' || coalesce(e.model_output::text, 'null')",
-        f"',\"model_version\":' || {json_text('p.model_version')}",
-        f"',\"source\":' || {json_text('e.source')}",
-        f"',\"agreement\":' || {json_float('e.agreement')}",
-        f"',\"weight\":' || {json_float('e.weight')}",
-        "',\"is_gold\":' || CASE WHEN e.is_gold THEN 'true' ELSE 'false' END",
-        "',\"cluster_id\":' || coalesce(e.cluster_id::text, 'null')",
-        "',\"segment\":' || coalesce(p.segment::text, '{}')",
-        f"',\"client_id\":' || {json_text('p.client_id')}",
-        f"',\"confidence\":' || {json_float('p.confidence')}",
-        f"',\"created_at\":' || {json_time('e.created_at')}",
-        f"',\"updated_at\":' || {json_time('e.updated_at')}",
-        "'}'",
+def jsonl_args(split: str) -> list[str]:
+    """The JSONL line of ``Record.jsonl`` (same keys, same order, same values) as the
+    arguments of one SQL ``concat`` (one allocation per row; a chain of ``||`` copies the
+    growing line at every step). ``split`` is SQL for the split's JSON text (the fast path
+    passes a ``\\x1d`` mark where Python writes the name: the split is hashed once per row)."""
+    fields = [
+        ("id", "e.id"),
+        ("revision", "e.revision"),
+        ("split", split),
+        ("text", INPUT_TEXT),
+        ("input", "coalesce(e.input::text, 'null')"),
+        ("target", "coalesce(e.target::text, 'null')"),
+        ("model_output", "coalesce(e.model_output::text, 'null')"),
+        ("model_version", json_text("p.model_version")),
+        ("source", json_text("e.source")),
+        ("agreement", json_float("e.agreement")),
+        ("weight", json_float("e.weight")),
+        ("is_gold", "CASE WHEN e.is_gold THEN 'true' ELSE 'false' END"),
+        ("cluster_id", "coalesce(e.cluster_id::text, 'null')"),
+        ("segment", "coalesce(p.segment::text, '{}')"),
+        ("client_id", json_text("p.client_id")),
+        ("confidence", json_float("p.confidence")),
+        ("created_at", json_time("e.created_at")),
+        ("updated_at", json_time("e.updated_at")),
     ]
-    return " || ".join(parts)
+    args = []
+    for index, (name, value) in enumerate(fields):
+        args += [f"'{'{' if index == 0 else ','}\"{name}\":'", value]
+    return [*args, "'}'"]
+
+
+def jsonl_line(split: str) -> str:
+    return f"concat({', '.join(jsonl_args(split))})"
 
 
 def supports(splitter: Splitter) -> bool:
@@ -133,18 +140,25 @@ FIELD, END = "\x1c", "\x1d"
 FOLD_AT = 50_000  # distinct keys held before folding them into BuildStats (bounded memory)
 
 
-def stats_key(position: str, count_labels: bool) -> str:
-    """SQL text: what the manifest counts about a row (see module docstring)."""
+def stats_args(position: str, count_labels: bool) -> list[str]:
+    """What the manifest counts about a row (see module docstring), as ``concat`` arguments."""
     parts = [
         f"chr(65 + {position})",
         json_text("e.source"),
         json_text("coalesce(p.model_version, '')"),
         "CASE WHEN e.is_gold THEN '1' ELSE '0' END",
-        "coalesce(e.agreement::text, '')",
+        "e.agreement",
     ]
     if count_labels:
         parts.append("coalesce(e.target::text, 'null')")
-    return f" || '{FIELD}' || ".join(parts)
+    args = [parts[0]]
+    for part in parts[1:]:
+        args += [f"'{FIELD}'", part]
+    return args
+
+
+def stats_key(position: str, count_labels: bool) -> str:
+    return f"concat({', '.join(stats_args(position, count_labels))})"
 
 
 class KeyStats:
@@ -195,7 +209,8 @@ def jsonl_sql(from_where: str, splitter: Splitter, count_labels: bool) -> tuple[
     """``COPY`` of statistics key + JSONL line per row, in id order."""
     position, params = splitter.sql_position()
     mark = f"'{END}'"
-    line = f"{stats_key(position, count_labels)} || {mark} || {jsonl_line(mark)} || E'\\n'"
+    args = [*stats_args(position, count_labels), mark, *jsonl_args(mark), "E'\\n'"]
+    line = f"concat({', '.join(args)})"
     sql = f"COPY (SELECT {line} FROM {from_where} ORDER BY e.id) TO STDOUT {COPY_BINARY}"
     return sql, params
 
