@@ -94,6 +94,11 @@ def load(url: str, slug: str, texts: list[str], events: int, near: bool, seed: i
                     )
                 )
         raw.commit()
+        # What autovacuum does after a bulk load anyway; without statistics the planner
+        # takes the freshly loaded tables for empty ones.
+        cursor.execute("ANALYZE prediction")
+        cursor.execute("ANALYZE feedback_event")
+        raw.commit()
     finally:
         raw.close()
         engine.dispose()

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy import text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.types import NullType
 from sqlmodel import Session
 
 T = TypeVar("T")
@@ -99,7 +100,9 @@ def among(session: Session, column: Any, values: Sequence[Any], kind: str = "big
     if dialect(session) != "postgresql":
         return column.in_(list(values))
     element = sa.BigInteger() if kind == "bigint" else sa.String()
-    literal = sa.bindparam(None, typed_array_literal(values, kind), type_=sa.Text())
+    # Untyped parameter: the server reads it straight as the array type when binding,
+    # instead of casting text to an array at run time (once per row in a nested loop).
+    literal = sa.bindparam(None, typed_array_literal(values, kind), type_=NullType())
     return column.in_(sa.select(sa.func.unnest(sa.cast(literal, ARRAY(element)))))
 
 

@@ -103,12 +103,24 @@ def pending_event_ids(
 def process_events(session: Session, *, event_ids: list[int]) -> ProcessResult:
     """Process the given events; processed, set-aside or locked ones are skipped."""
     result = ProcessResult()
+    _plan_per_call(session)
     by_project: dict[int, list[EventRow]] = defaultdict(list)
     for event in _claim(session, event_ids):
         by_project[event.project_id].append(event)
     for project_id in sorted(by_project):
         _process_project(session, project_id, by_project[project_id], result)
     return result
+
+
+def _plan_per_call(session: Session) -> None:
+    """Plan every statement of this transaction for its actual arrays (PostgreSQL).
+
+    Our statements take whole batches as one array parameter. A cached generic plan cannot
+    see the array's size and may re-read it for every row of a sequential scan (seconds per
+    batch once a table has grown); planning each call costs well under a millisecond.
+    """
+    if dialect(session) == "postgresql":
+        session.execute(sa.text("SELECT set_config('plan_cache_mode', 'force_custom_plan', true)"))
 
 
 _EVENT_COLUMNS = [EVENTS.c[name] for name in EventRow.__slots__]  # type: ignore[attr-defined]
