@@ -9,16 +9,14 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import Session, select
 
-from corrigenda.db import is_sqlite
 from corrigenda.models import FeedbackEvent
 
 from .conftest import ORIGIN, count_events, event, log, pk
 
 
-@pytest.mark.postgres
+# PostgreSQL only: an embedded SQLite file has no server to drop connections.
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_feedback_survives_pooled_connections_killed_by_the_server(client, keys, engine) -> None:  # type: ignore[no-untyped-def]
-    if is_sqlite(engine):
-        pytest.skip("PostgreSQL only: an embedded SQLite file has no server to drop connections")
     token = log(client, keys)
     first = client.post("/api/v1/feedback", json=event(token=token), headers=pk(keys))
     assert first.status_code == 202
