@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from sqlalchemy.engine import Engine
 
@@ -30,14 +31,22 @@ class EmbeddedWorker(threading.Thread):
         self.stopping = threading.Event()
 
     def run(self) -> None:
+        last_periodic = float("-inf")
         while not self.stopping.is_set():
             _wakeup.wait(self.interval)
             _wakeup.clear()
-            self.run_round()
+            # A wake-up after ingest only needs the queues drained; the periodic jobs (metrics,
+            # re-aggregation, leases) scan more and run once per interval.
+            periodic = time.monotonic() - last_periodic >= self.interval
+            if periodic:
+                last_periodic = time.monotonic()
+            self.run_round(periodic=periodic)
 
-    def run_round(self) -> None:
-        """Drain pending events, then run each periodic job; a failing job never stops others."""
-        for job in [self.drain, *jobs.EMBEDDED_PERIODIC_JOBS]:
+    def run_round(self, *, periodic: bool = True) -> None:
+        """Drain pending work, then (when due) each periodic job; a failing job never stops
+        the others."""
+        due = jobs.EMBEDDED_PERIODIC_JOBS if periodic else []
+        for job in [self.drain, *jobs.EMBEDDED_ON_WAKE_JOBS, *due]:
             if self.stopping.is_set():
                 return
             try:

@@ -103,10 +103,13 @@ def expire_leases(engine: Engine) -> int:
         return review.expire_leases(session=session)
 
 
-# Run by the embedded worker every round, in this order.
+# Run by the embedded worker on every wake-up, after draining events (a dataset version
+# request wakes it too).
+EMBEDDED_ON_WAKE_JOBS: list[Callable[[Engine], int]] = [build_pending_datasets]
+
+# Run by the embedded worker once per interval, in this order.
 EMBEDDED_PERIODIC_JOBS: list[Callable[[Engine], int]] = [
     expire_leases,
     update_metrics,
     reaggregate,
-    build_pending_datasets,
 ]
