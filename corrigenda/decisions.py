@@ -490,14 +490,6 @@ def write_example(
         provenance={"decision_ids": sorted(d.id for d in decisions), "event_ids": event_ids},
         agreement=agreement,
     )
-    return _revived(session, example)
-
-
-def _revived(session: Session, example: Example) -> Example:
-    """A decision re-made after an undo brings a tombstoned example back, as a new revision."""
-    if example.deleted_at is not None:
-        example.deleted_at = None
-        _bump(session, example)
     return example
 
 
@@ -590,7 +582,7 @@ def _has_example(session: Session, prediction: Prediction) -> bool:
 def _cluster_example(session: Session, prediction: Prediction, origin: Decision) -> None:
     if origin.action == "reject":
         return
-    example = upsert_example(
+    upsert_example(
         session,
         prediction=prediction,
         target=origin.value,
@@ -598,7 +590,6 @@ def _cluster_example(session: Session, prediction: Prediction, origin: Decision)
         provenance={"decision_ids": [origin.id], "event_ids": [], "cluster_of": origin.id},
         agreement=None,
     )
-    _revived(session, example)
 
 
 def _retract(session: Session, example: Example) -> None:

@@ -36,8 +36,6 @@ from .models import (
 )
 from .models.review import HOLDING_CLAIM_STATUSES, OPEN_STATUSES
 
-DECIDING_ACTIONS = ("accept_correction", "keep_model", "relabel", "reject")
-CLUSTER_LIMIT = 500
 OPINION_KINDS = ("accept", "reject", "correct", "flag")
 
 
