@@ -151,3 +151,17 @@ def test_last_used_is_written_once_per_minute_not_per_request(client, keys, engi
     with Session(engine) as session:
         later = session.exec(select(ApiKey.last_used_at).where(ApiKey.kind == "secret")).one()
     assert later == first
+
+
+def test_a_same_origin_page_may_use_a_publishable_key_without_origin(client, keys) -> None:  # type: ignore[no-untyped-def]
+    """A widget on a page this server serves (e.g. the demo) sends GETs without Origin; the
+    browser marks them same-origin, and that origin must still be on the project's list."""
+    token = log(client, keys)
+    path = f"/api/v1/feedback/context?token={token}&key={keys['pk']}"
+    same_origin = {"Sec-Fetch-Site": "same-origin"}
+    allowed = client.get(path, headers=same_origin, base_url=ORIGIN)
+    assert allowed.status_code == 200, allowed.get_data(as_text=True)
+    assert allowed.get_json()["prediction"] == "p-1"
+    unlisted = client.get(path, headers=same_origin, base_url="http://elsewhere.example")
+    assert unlisted.status_code == 403
+    assert client.get(path, base_url=ORIGIN).status_code == 403  # not marked same-origin

@@ -32,7 +32,7 @@ def normalize_origin(origin: str) -> str:
 
 def check_origin(project: Project) -> None:
     """Refuse the request unless its Origin is one of the project's; remember it for CORS."""
-    origin = request.headers.get("Origin")
+    origin = request.headers.get("Origin") or _same_origin_page()
     if not origin:
         raise ApiProblem(
             403,
@@ -48,6 +48,15 @@ def check_origin(project: Project) -> None:
             f"{origin} is not in this project's allowed origins; add it in the project settings",
         )
     g.cors_origin = origin
+
+
+def _same_origin_page() -> str | None:
+    """Browsers send no Origin on a same-origin GET but mark it ``Sec-Fetch-Site:
+    same-origin`` (which page scripts cannot set): the page is one this server served,
+    so its origin is ours, and it must still be on the project's list."""
+    if request.headers.get("Sec-Fetch-Site") == "same-origin":
+        return request.host_url.rstrip("/")
+    return None
 
 
 @bp.before_request
