@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import abort, flash, g, redirect, render_template, request, url_for
+from flask import flash, g, redirect, render_template, request, url_for
 from sqlmodel import col, select
 
 from corrigenda.adjudication import adjudicate, mark_gold, unmark_gold
@@ -12,7 +12,7 @@ from corrigenda.models import Example, ReviewItem
 from corrigenda.review import ReviewError
 from corrigenda.review_stats import project_agreement, reviewer_stats
 
-from ..auth.guards import project_role
+from ..auth.guards import in_this_project_or_404, project_role
 from ..auth.session import me
 from ..extensions import db_transaction, read_session
 from ..review.context import item_context
@@ -51,9 +51,7 @@ def adjudication(slug: str):  # type: ignore[no-untyped-def]
 def adjudicate_item(slug: str, item_id: int):  # type: ignore[no-untyped-def]
     try:
         with db_transaction() as session:
-            item = session.get(ReviewItem, item_id)
-            if item is None or item.project_id != g.project.id:
-                abort(404)
+            in_this_project_or_404(session, ReviewItem, item_id)
             adjudicate(
                 session,
                 item_id=item_id,
@@ -86,9 +84,7 @@ def gold(slug: str):  # type: ignore[no-untyped-def]
 def toggle_gold(slug: str, example_id: int):  # type: ignore[no-untyped-def]
     try:
         with db_transaction() as session:
-            example = session.get(Example, example_id)
-            if example is None or example.project_id != g.project.id:
-                abort(404)
+            example = in_this_project_or_404(session, Example, example_id)
             if request.form.get("gold") == "1":
                 mark_gold(session, example=example, actor=me())
             else:

@@ -14,7 +14,7 @@ from corrigenda.keys import create_api_key, revoke_api_key
 from corrigenda.models import ApiKey, Membership, Project, User
 from corrigenda.users import UserError, create_user, get_user_by_email, grant_role
 
-from ..auth.guards import project_role
+from ..auth.guards import in_this_project_or_404, project_role
 from ..auth.session import me
 from ..extensions import db_transaction, read_session
 from . import bp
@@ -215,11 +215,7 @@ def create_key(slug: str):  # type: ignore[no-untyped-def]
 @project_role("admin")
 def revoke_key(slug: str, key_id: int):  # type: ignore[no-untyped-def]
     with db_transaction() as session:
-        key = session.get(ApiKey, key_id)
-        if key is None or key.project_id != g.project.id:
-            from flask import abort
-
-            abort(404)
+        key = in_this_project_or_404(session, ApiKey, key_id)
         revoke_api_key(session, key=key)
         record_audit(
             session,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import abort, g
 from flask_login import login_required
@@ -15,6 +15,8 @@ from corrigenda.users import role_in
 
 from ..extensions import read_session
 from .session import me
+
+T = TypeVar("T")
 
 RANK = {"viewer": 0, "reviewer": 1, "admin": 2}
 
@@ -57,3 +59,12 @@ def superuser_required(view: Callable[..., Any]) -> Callable[..., Any]:
         return view(*args, **kwargs)
 
     return guarded
+
+
+def in_this_project_or_404(session: Any, model: type[T], row_id: int) -> T:
+    """The ``model`` row ``row_id`` if it belongs to the request's project (``g.project``,
+    set by ``project_role``); 404 otherwise, so other projects' ids reveal nothing."""
+    row = session.get(model, row_id)
+    if row is None or row.project_id != g.project.id:
+        abort(404)
+    return row

@@ -13,7 +13,7 @@ from corrigenda.models import Membership, Project, ReviewItem
 from corrigenda.review import QueueFilter, ReviewError, claim_next_item, pending_counts, renew_lease
 from corrigenda.undo import undo_last
 
-from ..auth.guards import project_role
+from ..auth.guards import in_this_project_or_404, project_role
 from ..auth.session import me
 from ..extensions import db_transaction, get_settings, read_session
 from . import bp
@@ -102,7 +102,7 @@ def renew(slug: str, item_id: int):  # type: ignore[no-untyped-def]
 @project_role("viewer")
 def item(slug: str, item_id: int):  # type: ignore[no-untyped-def]
     with read_session() as session:
-        review_item = _check_item_project(session, item_id)
+        review_item = in_this_project_or_404(session, ReviewItem, item_id)
         context = item_context(session, review_item)
     return render_template("review/item.html", ctx=context, project=g.project, role=g.role)
 
@@ -158,15 +158,6 @@ def _browse(filters: QueueFilter):  # type: ignore[no-untyped-def]
             )
         )
     return render_template("review/browse.html", items=items, project=g.project, role=g.role)
-
-
-def _check_item_project(session, item_id: int) -> ReviewItem:  # type: ignore[no-untyped-def]
-    from flask import abort
-
-    review_item = session.get(ReviewItem, item_id)
-    if review_item is None or review_item.project_id != g.project.id:
-        abort(404)
-    return review_item
 
 
 def _filters(args: Any) -> QueueFilter:
