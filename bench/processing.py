@@ -105,7 +105,7 @@ def load(url: str, slug: str, texts: list[str], events: int, near: bool, seed: i
     return project_id
 
 
-def drain(url: str, project_id: int) -> tuple[float, int]:
+def drain(url: str, project_id: int, batch: int = BATCH) -> tuple[float, int]:
     engine = make_engine(url)
     pending = text(
         "SELECT id FROM feedback_event WHERE project_id = :p AND processed_at IS NULL "
@@ -115,7 +115,7 @@ def drain(url: str, project_id: int) -> tuple[float, int]:
     started = time.perf_counter()
     while True:
         with engine.connect() as connection:
-            ids = [r[0] for r in connection.execute(pending, {"p": project_id, "n": BATCH})]
+            ids = [r[0] for r in connection.execute(pending, {"p": project_id, "n": batch})]
         if not ids:
             break
         done += process_batch(engine, ids)
@@ -163,6 +163,8 @@ def crowd_accuracy(items: int = 100_000, workers: int = 30, seed: int = 0) -> No
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--batch", type=int, default=BATCH, help="events per task")
+    parser.add_argument("--skip-crowd", action="store_true")
     args = parser.parse_args()
     texts, _ = corpus(max(1000, args.events // 4), seed=7)
     with throwaway_database() as url:
@@ -171,9 +173,12 @@ def main() -> None:
         engine.dispose()
         exact = load(url, "exact", texts, args.events, near=False, seed=1)
         lsh = load(url, "lsh", texts, args.events, near=True, seed=1)
-        exact_seconds, exact_done = drain(url, exact)
-        lsh_seconds, lsh_done = drain(url, lsh)
-        print(f"events: {args.events:,} on {len(texts):,} predictions (20 % near-duplicates)")
+        exact_seconds, exact_done = drain(url, exact, args.batch)
+        lsh_seconds, lsh_done = drain(url, lsh, args.batch)
+        print(
+            f"events: {args.events:,} on {len(texts):,} predictions (20 % near-duplicates),"
+            f" {args.batch:,} events per batch"
+        )
         print(
             f"exact-hash only: {exact_done / exact_seconds:,.0f} events/s ({exact_seconds:.1f} s);"
             f" {outcome(url, exact)}"
@@ -183,7 +188,8 @@ def main() -> None:
             f" {outcome(url, lsh)}"
         )
         print(f"LSH / exact throughput ratio: {exact_seconds / lsh_seconds:.2f}")
-    crowd_accuracy()
+    if not args.skip_crowd:
+        crowd_accuracy()
 
 
 if __name__ == "__main__":

@@ -161,8 +161,8 @@ def _process_project(
     clusters |= _record_opinions(session, project, policy, good, predictions, outcome)
     result.ignored += len(outcome.ignored)
     store_predictions(session, predictions.values())
-    _touch(session, clusters)
-    routed = route_clusters(session, project=project, cluster_ids=clusters)
+    # Routed right away: touched and aggregated in one statement.
+    routed = route_clusters(session, project=project, cluster_ids=clusters, touched=True)
     result.examples_written += routed.examples_written
     result.review_items += routed.items_created
     _finish_events(session, good, outcome)
@@ -365,15 +365,6 @@ def _record_opinions(
             changed.add(cluster)  # type: ignore[arg-type]
     dedupe.store_opinions(session, project.id, existing.values())  # type: ignore[arg-type]
     return changed
-
-
-def _touch(session: Session, cluster_ids: set[int]) -> None:
-    if cluster_ids:
-        session.execute(
-            update(Cluster)
-            .where(among(session, Cluster.__table__.c.id, sorted(cluster_ids)))
-            .values(touched_at=utcnow())
-        )
 
 
 def _finish_events(session: Session, events: list[EventRow], outcome: _Outcome) -> None:

@@ -23,7 +23,10 @@ from corrigenda.models import Project
 
 from .tasks.datasets import build_pending_datasets_job as build_pending_datasets
 
-BATCH = 500
+# Events per transaction when draining (and per task from the sweeper). A batch costs a
+# fixed ~30 statements and a commit whatever its size; at 500 events that fixed part was
+# most of the time (docs/benchmarks.md, Processing).
+BATCH = 5000
 
 # Processing reads tens of thousands of small JSON values (labels, opinion values) per
 # second; psycopg decodes json/jsonb with the standard library, orjson is several times
