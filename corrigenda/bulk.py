@@ -150,7 +150,15 @@ def typed_array_literal(values: Iterable[Any], kind: str) -> str:
     if kind in _NUMERIC:
         return "{" + ",".join("NULL" if v is None else str(v) for v in values) + "}"
     if kind == "timestamptz":
-        return "{" + ",".join("NULL" if v is None else f'"{v.isoformat()}"' for v in values) + "}"
+        # A batch stamps most rows with the same moment: format each distinct one once.
+        seen: dict[Any, str] = {None: "NULL"}
+        parts = []
+        for v in values:
+            text = seen.get(v)
+            if text is None:
+                text = seen[v] = f'"{v.isoformat()}"'
+            parts.append(text)
+        return "{" + ",".join(parts) + "}"
     return "{" + ",".join("NULL" if v is None else _quoted(v) for v in values) + "}"
 
 

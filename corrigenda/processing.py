@@ -332,7 +332,12 @@ def order_key(event: Any) -> str:
 
 
 def _stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y%m%d%H%M%S%f")
+    """``strftime("%Y%m%d%H%M%S%f")`` in UTC, several times faster (one per event)."""
+    m = moment.astimezone(UTC)
+    return (
+        f"{m.year}{m.month:02d}{m.day:02d}{m.hour:02d}{m.minute:02d}{m.second:02d}"
+        f"{m.microsecond:06d}"
+    )
 
 
 def _record_opinions(

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from .aggregate import Tally, Vote, error_cost, label_key, review_priority, weighted_majority
@@ -196,16 +195,16 @@ def route_clusters(
     """
     result = RouteResult()
     session.flush()  # pending ORM changes of the caller (e.g. an erasure) must be visible
-    wrote = False
-    for part in chunks(sorted(set(cluster_ids)), ROUTE_CHUNK):
+    wrote, ids = False, sorted(set(cluster_ids))
+    for part in chunks(ids, ROUTE_CHUNK):
         context = _load(session, project, part)
         for cluster_id in part:
             _route_one(context, cluster_id, result)
         wrote = _write(session, context) or wrote
         _mark_aggregated(session, part, touched=touched)
-    if wrote:  # ORM objects the caller holds must not show what bulk statements replaced
+    if wrote or ids:  # ORM objects the caller holds must not show stale bulk writes
         for obj in list(session.identity_map.values()):
-            if isinstance(obj, Example | ReviewItem):
+            if isinstance(obj, Example | ReviewItem | Cluster):
                 session.expire(obj)
     return result
 
@@ -687,5 +686,6 @@ def _decided(session: Session, item_ids: list[int]) -> set[int]:
 def _mark_aggregated(session: Session, cluster_ids: list[int], *, touched: bool = False) -> None:
     now = utcnow()
     values = {"aggregated_at": now, "touched_at": now} if touched else {"aggregated_at": now}
-    statement = update(Cluster).where(among(session, col(Cluster.id), cluster_ids)).values(values)
-    session.execute(statement)
+    table = Cluster.__table__
+    # A Core statement: an ORM one would fetch the ids back to sync the identity map.
+    session.execute(table.update().where(among(session, table.c.id, cluster_ids)).values(values))
