@@ -106,6 +106,23 @@ def among(session: Session, column: Any, values: Sequence[Any], kind: str = "big
     return column.in_(sa.select(sa.func.unnest(sa.cast(literal, ARRAY(element)))))
 
 
+def fetch_rows(session: Session, statement: Any) -> list[Any]:
+    """``session.execute(statement).all()`` for the big reads of the hot path.
+
+    On PostgreSQL the statement runs on the driver's cursor: psycopg already returns
+    aware datetimes and decoded JSON, and building SQLAlchemy rows (with their result
+    processors) cost as much as fetching. Only for statements whose bound values need no
+    bind processing (ids, arrays, plain strings).
+    """
+    if dialect(session) != "postgresql":
+        return list(session.execute(statement).all())
+    compiled = statement.compile(dialect=session.get_bind().dialect)
+    raw = session.connection().connection.driver_connection
+    with raw.cursor() as cursor:  # type: ignore[union-attr]
+        cursor.execute(str(compiled), compiled.params)
+        return cursor.fetchall()
+
+
 def upsert_arrays(
     session: Session,
     table: str,

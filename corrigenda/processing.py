@@ -28,7 +28,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from . import abuse, dedupe
-from .bulk import among, chunks, dialect, lock_project, update_arrays
+from .bulk import among, chunks, dialect, fetch_rows, lock_project, update_arrays
 from .clustering import assign_clusters
 from .models import Cluster, FeedbackEvent, Prediction, Project, utcnow
 from .normalize import input_text
@@ -139,7 +139,7 @@ def _claim(session: Session, event_ids: list[int]) -> list[EventRow]:
             .order_by(EVENTS.c.id)
             .with_for_update(skip_locked=True)
         )
-        events.extend(EventRow(*row) for row in session.execute(query).all())
+        events.extend(EventRow(*row) for row in fetch_rows(session, query))
     return events
 
 
@@ -186,7 +186,7 @@ def _predictions(session: Session, project_id: int, ids: set[int]) -> dict[int, 
         query = sa.select(*_PREDICTION_COLUMNS).where(
             among(session, PREDICTIONS.c.id, part), PREDICTIONS.c.project_id == project_id
         )
-        found.update((row[0], PredictionState(*row)) for row in session.execute(query).all())
+        found.update((row[0], PredictionState(*row)) for row in fetch_rows(session, query))
     return found
 
 

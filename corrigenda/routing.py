@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from .aggregate import Tally, Vote, error_cost, label_key, review_priority, weighted_majority
-from .bulk import among, chunks, dialect, typed_array_literal, update_arrays
+from .bulk import among, chunks, dialect, fetch_rows, typed_array_literal, update_arrays
 from .examples import delete_examples, upsert_examples
 from .models import (
     Cluster,
@@ -230,7 +230,7 @@ def _load(session: Session, project: Project, cluster_ids: list[int]) -> _Contex
         )
         .order_by(PREDICTIONS.c.id)
     )
-    for row in session.execute(query).all():
+    for row in fetch_rows(session, query):
         predictions[row[1]].append(PredictionRow(*row))
     opinions: dict[int, list[OpinionRow]] = defaultdict(list)
     columns = (
@@ -243,7 +243,7 @@ def _load(session: Session, project: Project, cluster_ids: list[int]) -> _Contex
     op_query = sa.select(*columns, OPINIONS.c.kind, OPINIONS.c.value).where(
         OPINIONS.c.project_id == project.id, among(session, OPINIONS.c.cluster_id, cluster_ids)
     )
-    for row in session.execute(op_query).all():
+    for row in fetch_rows(session, op_query):
         opinions[row[1]].append(OpinionRow(*row))
     prediction_ids = [p.id for group in predictions.values() for p in group]
     items = _items(session, project.id, prediction_ids, cluster_ids)  # type: ignore[arg-type]
