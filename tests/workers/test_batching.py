@@ -95,7 +95,7 @@ def test_one_big_batch_equals_many_small_ones_and_the_sqlite_baseline(
     def workload(target: Engine) -> list[int]:
         return build(target, texts=40, predictions=120, users=6, events=900, seed=11)
 
-    expected = undisturbed(workload)  # SQLite, drained by the workers' loop
+    expected = undisturbed(workload)  # SQLite, drained by the workers' loop (500 a batch)
     ids = workload(engine)
     assert len(ids) < BATCH  # so the whole stream is one batch here
     _process_in(engine, ids, len(ids))
