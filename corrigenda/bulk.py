@@ -106,6 +106,23 @@ def among(session: Session, column: Any, values: Sequence[Any], kind: str = "big
     return column.in_(sa.select(sa.func.unnest(sa.cast(literal, ARRAY(element)))))
 
 
+def fetch_rows(session: Session, statement: Any) -> list[Any]:
+    """``session.execute(statement).all()`` for the big reads of the hot path.
+
+    On PostgreSQL the statement runs on the driver's cursor: psycopg already returns
+    aware datetimes and decoded JSON, and building SQLAlchemy rows (with their result
+    processors) cost as much as fetching. Only for statements whose bound values need no
+    bind processing (ids, arrays, plain strings).
+    """
+    if dialect(session) != "postgresql":
+        return list(session.execute(statement).all())
+    compiled = statement.compile(dialect=session.get_bind().dialect)
+    raw = session.connection().connection.driver_connection
+    with raw.cursor() as cursor:  # type: ignore[union-attr]
+        cursor.execute(str(compiled), compiled.params)
+        return cursor.fetchall()
+
+
 def upsert_arrays(
     session: Session,
     table: str,
@@ -150,7 +167,15 @@ def typed_array_literal(values: Iterable[Any], kind: str) -> str:
     if kind in _NUMERIC:
         return "{" + ",".join("NULL" if v is None else str(v) for v in values) + "}"
     if kind == "timestamptz":
-        return "{" + ",".join("NULL" if v is None else f'"{v.isoformat()}"' for v in values) + "}"
+        # A batch stamps most rows with the same moment: format each distinct one once.
+        seen: dict[Any, str] = {None: "NULL"}
+        parts = []
+        for v in values:
+            text = seen.get(v)
+            if text is None:
+                text = seen[v] = f'"{v.isoformat()}"'
+            parts.append(text)
+        return "{" + ",".join(parts) + "}"
     return "{" + ",".join("NULL" if v is None else _quoted(v) for v in values) + "}"
 
 

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
-from .bulk import among, chunks, dialect, upsert_arrays
+from .bulk import among, chunks, dialect, fetch_rows, upsert_arrays
 from .models import EffectiveOpinion, utcnow
 
 OPINIONS = EffectiveOpinion.__table__
@@ -49,7 +49,7 @@ def load_opinions(
         query = sa.select(*columns, c.value, c.events_seen).where(
             among(session, c.prediction_id, part)
         )
-        for row in session.execute(query).all():
+        for row in fetch_rows(session, query):
             found[(row[0], row[1])] = Opinion(*row)
     return found
 

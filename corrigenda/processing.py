@@ -28,7 +28,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from . import abuse, dedupe
-from .bulk import among, chunks, dialect, lock_project, update_arrays
+from .bulk import among, chunks, dialect, fetch_rows, lock_project, update_arrays
 from .clustering import assign_clusters
 from .models import Cluster, FeedbackEvent, Prediction, Project, utcnow
 from .normalize import input_text
@@ -139,7 +139,7 @@ def _claim(session: Session, event_ids: list[int]) -> list[EventRow]:
             .order_by(EVENTS.c.id)
             .with_for_update(skip_locked=True)
         )
-        events.extend(EventRow(*row) for row in session.execute(query).all())
+        events.extend(EventRow(*row) for row in fetch_rows(session, query))
     return events
 
 
@@ -161,8 +161,8 @@ def _process_project(
     clusters |= _record_opinions(session, project, policy, good, predictions, outcome)
     result.ignored += len(outcome.ignored)
     store_predictions(session, predictions.values())
-    _touch(session, clusters)
-    routed = route_clusters(session, project=project, cluster_ids=clusters)
+    # Routed right away: touched and aggregated in one statement.
+    routed = route_clusters(session, project=project, cluster_ids=clusters, touched=True)
     result.examples_written += routed.examples_written
     result.review_items += routed.items_created
     _finish_events(session, good, outcome)
@@ -186,7 +186,7 @@ def _predictions(session: Session, project_id: int, ids: set[int]) -> dict[int, 
         query = sa.select(*_PREDICTION_COLUMNS).where(
             among(session, PREDICTIONS.c.id, part), PREDICTIONS.c.project_id == project_id
         )
-        found.update((row[0], PredictionState(*row)) for row in session.execute(query).all())
+        found.update((row[0], PredictionState(*row)) for row in fetch_rows(session, query))
     return found
 
 
@@ -332,7 +332,12 @@ def order_key(event: Any) -> str:
 
 
 def _stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y%m%d%H%M%S%f")
+    """``strftime("%Y%m%d%H%M%S%f")`` in UTC, several times faster (one per event)."""
+    m = moment.astimezone(UTC)
+    return (
+        f"{m.year}{m.month:02d}{m.day:02d}{m.hour:02d}{m.minute:02d}{m.second:02d}"
+        f"{m.microsecond:06d}"
+    )
 
 
 def _record_opinions(
@@ -365,15 +370,6 @@ def _record_opinions(
             changed.add(cluster)  # type: ignore[arg-type]
     dedupe.store_opinions(session, project.id, existing.values())  # type: ignore[arg-type]
     return changed
-
-
-def _touch(session: Session, cluster_ids: set[int]) -> None:
-    if cluster_ids:
-        session.execute(
-            update(Cluster)
-            .where(among(session, Cluster.__table__.c.id, sorted(cluster_ids)))
-            .values(touched_at=utcnow())
-        )
 
 
 def _finish_events(session: Session, events: list[EventRow], outcome: _Outcome) -> None:

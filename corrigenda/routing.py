@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from .aggregate import Tally, Vote, error_cost, label_key, review_priority, weighted_majority
-from .bulk import among, chunks, dialect, update_arrays
+from .bulk import among, chunks, dialect, fetch_rows, typed_array_literal, update_arrays
 from .examples import delete_examples, upsert_examples
 from .models import (
     Cluster,
@@ -180,26 +179,32 @@ class _Context:
         self._index(item, self.items_by_cluster, self.items_by_prediction)
 
 
+# Clusters read, decided and written together (a few statements per chunk, whatever its size).
+ROUTE_CHUNK = 5000
+
+
 def route_clusters(
-    session: Session, *, project: Project, cluster_ids: Iterable[int]
+    session: Session, *, project: Project, cluster_ids: Iterable[int], touched: bool = False
 ) -> RouteResult:
     """Recompute and store the outcome of each cluster: examples, review items, audits.
 
     Set-based: each chunk of clusters is read in a handful of queries into plain records,
-    decided in Python, and written back in a handful of bulk statements.
+    decided in Python, and written back in a handful of bulk statements. ``touched``: the
+    caller changed these clusters' opinions just now, so their ``touched_at`` moves too
+    (in the same statement that records the aggregation).
     """
     result = RouteResult()
     session.flush()  # pending ORM changes of the caller (e.g. an erasure) must be visible
-    wrote = False
-    for part in chunks(sorted(set(cluster_ids)), 500):
+    wrote, ids = False, sorted(set(cluster_ids))
+    for part in chunks(ids, ROUTE_CHUNK):
         context = _load(session, project, part)
         for cluster_id in part:
             _route_one(context, cluster_id, result)
         wrote = _write(session, context) or wrote
-        _mark_aggregated(session, part)
-    if wrote:  # ORM objects the caller holds must not show what bulk statements replaced
+        _mark_aggregated(session, part, touched=touched)
+    if wrote or ids:  # ORM objects the caller holds must not show stale bulk writes
         for obj in list(session.identity_map.values()):
-            if isinstance(obj, Example | ReviewItem):
+            if isinstance(obj, Example | ReviewItem | Cluster):
                 session.expire(obj)
     return result
 
@@ -225,7 +230,7 @@ def _load(session: Session, project: Project, cluster_ids: list[int]) -> _Contex
         )
         .order_by(PREDICTIONS.c.id)
     )
-    for row in session.execute(query).all():
+    for row in fetch_rows(session, query):
         predictions[row[1]].append(PredictionRow(*row))
     opinions: dict[int, list[OpinionRow]] = defaultdict(list)
     columns = (
@@ -238,7 +243,7 @@ def _load(session: Session, project: Project, cluster_ids: list[int]) -> _Contex
     op_query = sa.select(*columns, OPINIONS.c.kind, OPINIONS.c.value).where(
         OPINIONS.c.project_id == project.id, among(session, OPINIONS.c.cluster_id, cluster_ids)
     )
-    for row in session.execute(op_query).all():
+    for row in fetch_rows(session, op_query):
         opinions[row[1]].append(OpinionRow(*row))
     prediction_ids = [p.id for group in predictions.values() for p in group]
     items = _items(session, project.id, prediction_ids, cluster_ids)  # type: ignore[arg-type]
@@ -612,6 +617,22 @@ def _insert_items(session: Session, ctx: _Context, items: list[ItemRow]) -> None
         return
     now = utcnow()
     overlap = int(ctx.policy["review_overlap"])
+    if dialect(session) == "postgresql":
+        count = len(items)
+        columns: dict[str, tuple[str, Any]] = {
+            "project_id": ("bigint", [ctx.project.id] * count),
+            "prediction_id": ("bigint", [i.prediction_id for i in items]),
+            "cluster_id": ("bigint", [i.cluster_id for i in items]),
+            "reason": ("varchar", [i.reason for i in items]),
+            "priority": ("float8", [i.priority for i in items]),
+            "status": ("varchar", ["pending"] * count),
+            "required_reviews": ("integer", [overlap] * count),
+            "needs_adjudication": ("boolean", ["false"] * count),
+            "created_at": ("timestamptz", [now] * count),
+            "updated_at": ("timestamptz", [now] * count),
+        }
+        _insert_pg(session, columns)
+        return
     rows = [
         {
             "project_id": ctx.project.id,
@@ -628,6 +649,17 @@ def _insert_items(session: Session, ctx: _Context, items: list[ItemRow]) -> None
         for i in items
     ]
     session.execute(ITEMS.insert(), rows)
+
+
+def _insert_pg(session: Session, columns: dict[str, tuple[str, Any]]) -> None:
+    """One ``INSERT … SELECT FROM unnest(arrays)``; unlike ``insert_arrays`` a conflict
+    (a second open item for a prediction) still raises."""
+    names = ", ".join(columns)
+    arrays = ", ".join(f"CAST(:{name} AS {kind}[])" for name, (kind, _) in columns.items())
+    session.execute(
+        sa.text(f"INSERT INTO review_item ({names}) SELECT * FROM unnest({arrays})"),
+        {name: typed_array_literal(values, kind) for name, (kind, values) in columns.items()},
+    )
 
 
 def _inputs(session: Session, prediction_ids: list[int]) -> dict[int, Any]:
@@ -651,10 +683,9 @@ def _decided(session: Session, item_ids: list[int]) -> set[int]:
     return found
 
 
-def _mark_aggregated(session: Session, cluster_ids: list[int]) -> None:
-    statement = (
-        update(Cluster)
-        .where(among(session, col(Cluster.id), cluster_ids))
-        .values(aggregated_at=utcnow())
-    )
-    session.execute(statement)
+def _mark_aggregated(session: Session, cluster_ids: list[int], *, touched: bool = False) -> None:
+    now = utcnow()
+    values = {"aggregated_at": now, "touched_at": now} if touched else {"aggregated_at": now}
+    table = Cluster.__table__
+    # A Core statement: an ORM one would fetch the ids back to sync the identity map.
+    session.execute(table.update().where(among(session, table.c.id, cluster_ids)).values(values))

@@ -23,7 +23,13 @@ from corrigenda.models import Project
 
 from .tasks.datasets import build_pending_datasets_job as build_pending_datasets
 
-BATCH = 500
+# Events per transaction when draining (and per task from the sweeper). A batch costs a
+# fixed ~30 statements and a commit whatever its size; at 500 events that fixed part was
+# most of the time (docs/benchmarks.md, Processing).
+BATCH = 5000
+# SQLite (the embedded worker) has one writer at a time: smaller batches keep the web app's
+# writes from waiting on a long processing transaction.
+SQLITE_BATCH = 500
 
 # Processing reads tens of thousands of small JSON values (labels, opinion values) per
 # second; psycopg decodes json/jsonb with the standard library, orjson is several times
@@ -68,9 +74,10 @@ def _process_one(engine: Engine, event_id: int) -> int:
 def drain_events(engine: Engine, stop: Callable[[], bool] = lambda: False) -> int:
     """Process every pending feedback event, batch by batch."""
     total = 0
+    limit = SQLITE_BATCH if engine.dialect.name == "sqlite" else BATCH
     while not stop():
         with transaction(engine) as session:
-            ids = processing.pending_event_ids(session=session, limit=BATCH)
+            ids = processing.pending_event_ids(session=session, limit=limit)
         if not ids:
             return total
         done = process_batch(engine, ids)

@@ -13,7 +13,7 @@ from corrigenda.models import utcnow
 from .. import jobs
 from ..context import task_engine, task_settings
 
-SWEEP_BATCH = 500
+SWEEP_BATCH = jobs.BATCH
 GRACE_SECONDS = 2.0
 MAX_QUEUED = 100
 
