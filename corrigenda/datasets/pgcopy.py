@@ -2,17 +2,20 @@
 writes and counts.
 
 Reading typed columns through the driver costs about twice a raw ``COPY`` by itself, and
-building a Python object per row several times more. Here PostgreSQL computes the split
-(``Splitter.sql_position``: the same function as in Python) and either the finished JSONL
-line (read by binary ``COPY``: no escaping on either side) or CSV for pyarrow's streaming
-reader (Parquet and the Hugging Face layout).
+building a Python object per row several times more. Here PostgreSQL assembles either the
+finished JSONL line (read by binary ``COPY``: no escaping on either side) or CSV for
+pyarrow's streaming reader (Parquet and the Hugging Face layout). Most of the line is
+stored with the example when it is written (generated columns, ``models/dataset.py``):
+the split hash and the JSON of the example's own fields; the export adds the prediction's
+fields, the id, revision and cluster, and compares the hash with the project's ratios
+(``Splitter.sql_stored_position``).
 
-Each row also carries a *statistics key*: the split's position as ``A`` + index, source,
-model version, gold, agreement and target, separated by ``\x1c`` (JSON text never holds a
-raw control character: PostgreSQL escapes them); ``\x1d`` ends it in a JSONL row. Python
-counts the keys (few distinct ones) and folds them into the manifest's statistics with the
-same rules as the row-by-row path. Per JSONL row Python does a find, a dict increment and a
-write.
+Each row also carries a *statistics key*: the split's position as ``A`` + index, the
+example's stored source/agreement/weight/gold fragment, its raw agreement, the model
+version and the target, separated by ``\x1c`` (JSON text never holds a raw control
+character: PostgreSQL escapes them); ``\x1d`` ends it in a JSONL row. Python counts the
+keys (few distinct ones) and folds them into the manifest's statistics with the same rules
+as the row-by-row path. Per JSONL row Python does a find, a dict increment and a write.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from ..models.dataset import json_float_sql
 from .filters import DatasetFilter
 from .formats import (
     PARQUET_BATCH,
@@ -42,69 +46,40 @@ from .splits import Splitter
 
 MAX_SPLITS = 60  # positions are single printable bytes after "A"
 
-ISO = """to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')"""
-
-
-def json_float(column: str) -> str:
-    """A float column as JSON text the way ``orjson`` writes it (``1.0``, not ``1``;
-    ``null`` for NaN and infinities, which JSON cannot hold: ``x - x`` is NaN for them)."""
-    return (
-        f"CASE WHEN {column} IS NULL THEN 'null' "
-        f"WHEN {column} = trunc({column}) AND abs({column}) < 1e15 THEN {column}::text || '.0' "
-        f"WHEN {column} - {column} = 0 THEN {column}::text ELSE 'null' END"
-    )
+json_float = json_float_sql  # a float column as JSON text the way ``orjson`` writes it
 
 
 def json_text(column: str) -> str:
     return f"coalesce(to_json({column})::text, 'null')"
 
 
-def json_time(column: str) -> str:
-    """ISO 8601 UTC with microseconds, as the stream writes it (``to_json`` of a
-    timestamptz is cheaper but drops trailing zeros of the fraction)."""
-    return f"""coalesce('"' || {ISO.format(column)} || '"', 'null')"""
-
-
-INPUT_TEXT = (
-    "CASE WHEN jsonb_typeof(e.input -> 'text') = 'string' THEN (e.input -> 'text')::text "
-    "WHEN jsonb_typeof(e.input -> 'prompt') = 'string' THEN (e.input -> 'prompt')::text "
-    "ELSE 'null' END"
-)
-
-
 def jsonl_args(split: str) -> list[str]:
     """The JSONL line of ``Record.jsonl`` (same keys, same order, same values) as the
     arguments of one SQL ``concat`` (one allocation per row; a chain of ``||`` copies the
     growing line at every step). ``split`` is SQL for the split's JSON text (the fast path
-    passes a ``\\x1d`` mark where Python writes the name: the split is hashed once per row)."""
-    fields = [
-        ("id", "e.id"),
-        ("revision", "e.revision"),
-        ("split", split),
-        ("text", INPUT_TEXT),
-        ("input", "coalesce(e.input::text, 'null')"),
-        ("target", "coalesce(e.target::text, 'null')"),
-        ("model_output", "coalesce(e.model_output::text, 'null')"),
-        ("model_version", json_text("p.model_version")),
-        ("source", json_text("e.source")),
-        ("agreement", json_float("e.agreement")),
-        ("weight", json_float("e.weight")),
-        ("is_gold", "CASE WHEN e.is_gold THEN 'true' ELSE 'false' END"),
-        ("cluster_id", "coalesce(e.cluster_id::text, 'null')"),
-        ("segment", "coalesce(p.segment::text, '{}')"),
-        ("client_id", json_text("p.client_id")),
-        ("confidence", json_float("p.confidence")),
-        ("created_at", json_time("e.created_at")),
-        ("updated_at", json_time("e.updated_at")),
+    passes a ``\\x1d`` mark where Python writes the name). The example's own fields come
+    stored (``export_body``, ``export_tail``, ``export_times``)."""
+    return [
+        "'{\"id\":'",
+        "e.id",
+        "',\"revision\":'",
+        "e.revision",
+        "',\"split\":'",
+        split,
+        "e.export_body",  # text, input, target, model_output
+        "',\"model_version\":'",
+        json_text("p.model_version"),
+        "e.export_tail",  # source, agreement, weight, is_gold
+        "',\"cluster_id\":'",
+        "coalesce(e.cluster_id::text, 'null')",
+        "',\"segment\":'",
+        "coalesce(p.segment::text, '{}')",
+        "',\"client_id\":'",
+        json_text("p.client_id"),
+        "',\"confidence\":'",
+        json_float("p.confidence"),
+        "e.export_times",  # created_at, updated_at and the closing brace
     ]
-    args = []
-    for index, (name, value) in enumerate(fields):
-        args += [f"'{'{' if index == 0 else ','}\"{name}\":'", value]
-    return [*args, "'}'"]
-
-
-def jsonl_line(split: str) -> str:
-    return f"concat({', '.join(jsonl_args(split))})"
 
 
 def supports(splitter: Splitter) -> bool:
@@ -144,10 +119,9 @@ def stats_args(position: str, count_labels: bool) -> list[str]:
     """What the manifest counts about a row (see module docstring), as ``concat`` arguments."""
     parts = [
         f"chr(65 + {position})",
-        json_text("e.source"),
+        "e.export_tail",
+        "e.agreement",  # NaN stays NaN here (the JSON fragment says null)
         json_text("coalesce(p.model_version, '')"),
-        "CASE WHEN e.is_gold THEN '1' ELSE '0' END",
-        "e.agreement",
     ]
     if count_labels:
         parts.append("coalesce(e.target::text, 'null')")
@@ -184,15 +158,16 @@ class KeyStats:
     def _add(self, fields: list[str], n: int) -> None:
         stats = self.stats
         split = self.names[ord(fields[0]) - 65]
+        tail = orjson.loads("{" + fields[1][1:] + "}")  # source, agreement, weight, is_gold
         stats.total += n
         stats.splits[split] += n
-        stats.sources[orjson.loads(fields[1])] += n
-        stats.add_model_version(orjson.loads(fields[2]), n)
-        stats.gold += n * (fields[3] == "1")
-        if fields[4]:
-            stats.add_agreement(float(fields[4]), n)
+        stats.sources[tail["source"]] += n
+        stats.add_model_version(orjson.loads(fields[3]), n)
+        stats.gold += n * tail["is_gold"]
+        if fields[2]:
+            stats.add_agreement(float(fields[2]), n)
         if stats.count_labels:
-            stats.add_labels(split, orjson.loads(fields[5]), n)
+            stats.add_labels(split, orjson.loads(fields[4]), n)
 
 
 # --- JSONL ---------------------------------------------------------------------------------
@@ -207,7 +182,7 @@ ROW_PREFIX = 6
 
 def jsonl_sql(from_where: str, splitter: Splitter, count_labels: bool) -> tuple[str, dict]:
     """``COPY`` of statistics key + JSONL line per row, in id order."""
-    position, params = splitter.sql_position()
+    position, params = splitter.sql_stored_position()
     mark = f"'{END}'"
     args = [*stats_args(position, count_labels), mark, *jsonl_args(mark), "E'\\n'"]
     line = f"concat({', '.join(args)})"
@@ -306,6 +281,8 @@ def label_sql(column: str) -> tuple[str, str]:
     return value, f"coalesce({kind} NOT IN ('string', 'null'), false)"
 
 
+# created_at from the stored fragment ',"created_at":"<32 characters>"…'
+CREATED_AT = "substr(e.export_times, 16, 32)"
 TEXT_VALUE = (
     "CASE WHEN jsonb_typeof(e.input -> 'text') = 'string' THEN e.input ->> 'text' "
     "WHEN jsonb_typeof(e.input -> 'prompt') = 'string' THEN e.input ->> 'prompt' END"
@@ -314,7 +291,7 @@ TEXT_VALUE = (
 
 def parquet_sql(from_where: str, splitter: Splitter, count_labels: bool) -> tuple[str, dict]:
     """``COPY`` CSV of the Parquet columns (``formats.parquet_schema``) plus the statistics key."""
-    position, params = splitter.sql_position()
+    position, params = splitter.sql_stored_position()
     columns = [
         "e.id",
         f"(:split_names::text[])[{position} + 1]",
@@ -328,7 +305,7 @@ def parquet_sql(from_where: str, splitter: Splitter, count_labels: bool) -> tupl
         "coalesce(e.is_gold, false)",
         "e.cluster_id",
         "e.revision",
-        ISO.format("e.created_at"),
+        CREATED_AT,
         "e.input::text",
         "coalesce(p.segment::text, '{}')",
         stats_key(position, count_labels),
@@ -518,7 +495,7 @@ def from_where(
     conditions = [where, *extra]
     params = {**params, **extra_params}
     if flt.splits is not None:
-        position, split_sql_params = splitter.sql_position()
+        position, split_sql_params = splitter.sql_stored_position()
         wanted = [i for i, name in enumerate(splitter.names) if name in flt.splits]
         conditions.append(f"{position} = ANY(:wanted_positions)")
         params.update(split_sql_params, wanted_positions=wanted)
