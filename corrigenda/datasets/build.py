@@ -350,26 +350,35 @@ class Snapshot:
     def leakage(self, project_id: int, flt: DatasetFilter, splitter: Splitter) -> dict[str, Any]:
         """Pairs of examples that are the same or near-duplicate content yet sit in different
         splits: those sharing a cluster, and those sharing an exact normalised content hash
-        across clusters. Only groups with more than one cluster are fetched."""
+        across clusters (an example without a cluster is a split key of its own).
+
+        First the hashes held by more than one split key (one hashed aggregate, no sort of
+        the hashes), then the examples of only those hashes, counted per split key."""
         where, params = self._where(project_id, flt)
-        # One pass: (hash, cluster) groups, kept where the hash spans more than one cluster
-        # key (an example without a cluster is a key of its own).
-        groups_sql = (
-            f"SELECT p.content_hash, e.cluster_id, min(e.id) AS first_id, count(*) AS n "
-            f"FROM {FROM_EXAMPLES} WHERE {where} AND p.content_hash IS NOT NULL "
-            "GROUP BY p.content_hash, e.cluster_id"
+        rows = f"FROM {FROM_EXAMPLES} WHERE {where} AND p.content_hash IS NOT NULL"
+        spanning_sql = (
+            f"SELECT p.content_hash {rows} GROUP BY p.content_hash HAVING count(*) > 1 AND "
+            "(min(e.cluster_id) < max(e.cluster_id) OR count(*) > count(e.cluster_id))"
         )
-        sql = (
-            "SELECT content_hash, cluster_id, first_id, n FROM (SELECT g.*, "
-            "sum(CASE WHEN cluster_id IS NULL THEN n ELSE 1 END) "
-            f"OVER (PARTITION BY content_hash) AS cluster_keys FROM ({groups_sql}) g) x "
-            "WHERE cluster_keys > 1"
-        )
+        hashes = [h for (h,) in self._run(spanning_sql, params)]
         groups: dict[str, dict[str, int]] = {}
-        for content_hash, cluster_id, first_id, count in self._run(sql, params):
-            split = splitter(cluster_id, first_id)
-            groups.setdefault(content_hash, {}).setdefault(split, 0)
-            groups[content_hash][split] += count
+        if hashes:
+            if self.dialect == "postgresql":
+                spanning, params = (
+                    "SELECT unnest(:spanning_hashes::text[])",
+                    {**params, "spanning_hashes": hashes},
+                )
+            else:
+                spanning = f"SELECT * FROM ({spanning_sql})"
+            sql = (
+                f"SELECT p.content_hash, e.cluster_id, min(e.id), count(*) {rows} "
+                f"AND p.content_hash IN ({spanning}) GROUP BY p.content_hash, e.cluster_id, "
+                "CASE WHEN e.cluster_id IS NULL THEN e.id END"
+            )
+            for content_hash, cluster_id, first_id, count in self._run(sql, params):
+                split = splitter(cluster_id, first_id)
+                groups.setdefault(content_hash, {}).setdefault(split, 0)
+                groups[content_hash][split] += count
         pairs = sum(_cross_pairs(list(g.values())) for g in groups.values())
         return {
             "method": "split is a function of the cluster id (near-duplicates share one); "

@@ -20,6 +20,7 @@ as the row-by-row path. Per JSONL row Python does a find, a dict increment and a
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -181,26 +182,22 @@ ROW_PREFIX = 6
 
 
 def jsonl_sql(from_where: str, splitter: Splitter, count_labels: bool) -> tuple[str, dict]:
-    """``COPY`` of statistics key + JSONL line per row, in id order."""
+    """``COPY`` of statistics key, ``\\x1d`` and JSONL line per row, in id order."""
     position, params = splitter.sql_stored_position()
-    mark = f"'{END}'"
-    args = [*stats_args(position, count_labels), mark, *jsonl_args(mark), "E'\\n'"]
+    split = f"(:split_json::text[])[{position} + 1]"
+    args = [*stats_args(position, count_labels), f"'{END}'", *jsonl_args(split), "E'\\n'"]
     line = f"concat({', '.join(args)})"
     sql = f"COPY (SELECT {line} FROM {from_where} ORDER BY e.id) TO STDOUT {COPY_BINARY}"
-    return sql, params
+    return sql, {**params, "split_json": [orjson.dumps(n).decode() for n in splitter.names]}
 
 
-def _without_header(rows: Iterable[Any]) -> Iterator[Any]:
-    """Binary ``COPY`` rows with the stream header cut off the first one."""
-    rows = iter(rows)
+def _without_header(rows: Iterator[Any]) -> bytes:
+    """The first binary ``COPY`` row with the stream header cut off (then the row prefix)."""
     first = bytes(next(rows, b""))
     if not first.startswith(SIGNATURE):
         raise ValueError("not a binary COPY stream")
     extension = int.from_bytes(first[15:19], "big")
-    rest = first[19 + extension :]
-    if rest:
-        yield rest
-    yield from rows
+    return first[19 + extension :]
 
 
 class _SplitFiles(dict[int, BinaryIO]):
@@ -222,38 +219,41 @@ def write_jsonl(
     keys: KeyStats | None,
     tick: Callable[[int], None],
 ) -> dict[str, dict[str, Any]]:
-    """Route binary ``COPY`` rows (key, ``\\x1d``, line) to ``jsonl/<split>.jsonl``."""
+    """Route binary ``COPY`` rows (key, ``\\x1d``, line) to ``jsonl/<split>.jsonl``.
+
+    The per-row work is a find, a dict increment and one write (the split's row count is
+    the sum of its keys' counts)."""
     if keys is None:
         keys = KeyStats(BuildStats(), names)  # counted by another pass: discarded
     files = _SplitFiles(root, names)
-    split_json = {65 + i: orjson.dumps(name) for i, name in enumerate(names)}
     counts: dict[bytes, int] = {}
-    written = [0] * 256
-    done = 0
+    written: Counter[int] = Counter()
+    rows = iter(rows)
+
+    def count(counts: dict[bytes, int]) -> None:
+        for key, n in counts.items():
+            written[key[0]] += n
+        keys.merge(counts.items())
+        counts.clear()
+
     try:
-        for row in _without_header(rows):
+        first = _without_header(rows)
+        done = 0
+        for done, row in enumerate(itertools.chain((first,), rows), 1):
             data = bytes(row)
-            if len(data) == 2:
+            cut = data.find(29, ROW_PREFIX)
+            if cut < 0:
                 continue  # the trailer
-            cut = data.index(29, ROW_PREFIX)
-            mark = data.index(29, cut + 1)
             key = data[ROW_PREFIX:cut]
-            code = data[ROW_PREFIX]
             counts[key] = counts.get(key, 0) + 1
-            handle = files[code]
-            handle.write(data[cut + 1 : mark])
-            handle.write(split_json[code])
-            handle.write(data[mark + 1 :])
-            written[code] += 1
-            done += 1
+            files[data[ROW_PREFIX]].write(data[cut + 1 :])
             if not done & 0x3FFF:
                 tick(done)
-                keys.merge(counts.items())
-                counts.clear()
+                count(counts)
     finally:
         for handle in files.values():
             handle.close()
-    keys.merge(counts.items())
+    count(counts)
     return {
         f"jsonl/{names[code - 65]}.jsonl": {
             "split": names[code - 65],
