@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psycopg
+from psycopg import pq
 from sqlalchemy import func, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -423,11 +425,46 @@ def _postgres_snapshot(engine: Engine) -> Iterator[Snapshot]:
                     while batch := rows.fetchmany(FETCH):
                         yield from batch
 
-            def copy(sql: str, params: dict[str, Any]) -> Iterator[Any]:
-                with driver.cursor() as cursor, cursor.copy(_pyformat(sql), params) as rows:
-                    yield from rows
+            def copy(sql: str, params: dict[str, Any]) -> Iterator[bytes]:
+                return copy_rows(driver, sql, params)
 
             yield Snapshot("postgresql", run, copy)
+
+
+def copy_rows(driver: Any, sql: str, params: dict[str, Any]) -> Iterator[bytes]:
+    """The rows of ``COPY … TO STDOUT`` straight from libpq (psycopg's ``Copy`` iterator
+    costs ~1 µs a row more). Parameters are merged client-side, as ``cursor.copy`` does.
+    Stopping early (an error while writing) cancels the query and drains the connection."""
+    query = psycopg.ClientCursor(driver).mogrify(_pyformat(sql), params)
+    pgconn = driver.pgconn
+    pgconn.send_query(query.encode(driver.info.encoding))
+    result = pgconn.get_result()
+    if result is None or result.status != pq.ExecStatus.COPY_OUT:
+        while pgconn.get_result() is not None:
+            pass
+        if result is not None and result.status == pq.ExecStatus.FATAL_ERROR:
+            raise psycopg.errors.error_from_result(result, encoding=driver.info.encoding)
+        raise psycopg.ProgrammingError("expected COPY TO STDOUT")
+    get = pgconn.get_copy_data
+    finished = False
+    try:
+        while True:
+            size, data = get(0)
+            if size < 0:
+                finished = True
+                break
+            yield data
+    finally:
+        if not finished:
+            pgconn.get_cancel().cancel()
+            while get(0)[0] >= 0:
+                pass
+        errors = []
+        while (result := pgconn.get_result()) is not None:
+            if result.status == pq.ExecStatus.FATAL_ERROR:
+                errors.append(result)
+        if errors and finished:
+            raise psycopg.errors.error_from_result(errors[0], encoding=driver.info.encoding)
 
 
 _names = itertools.count()

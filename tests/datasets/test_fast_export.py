@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psycopg
 import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import text
@@ -17,7 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from corrigenda.datasets import LocalStorage, Splitter, build_version, create_version
-from corrigenda.datasets.build import _pyformat
+from corrigenda.datasets.build import _pyformat, copy_rows
 from corrigenda.datasets.filters import DatasetFilter
 from corrigenda.datasets.splits import hash64, split_key
 from corrigenda.db import make_engine, transaction
@@ -260,3 +261,30 @@ def test_stored_fragments_follow_every_write_path(pg_engine: Engine, tmp_path: P
     assert by_id[ids[15]]["text"] == f'revised {ids[15]} \u00e9\t"q"'
     assert by_id[ids[26]]["updated_at"] == "2031-05-06T07:08:09.000000+00:00"
     assert by_id[ids[26]]["weight"] == 0.1 and by_id[ids[26]]["is_gold"] is True
+
+
+def test_copy_rows_stops_cleanly_and_reports_errors(pg_engine: Engine) -> None:
+    """The libpq ``COPY`` reader: all rows in order; stopping early cancels the query and
+    leaves the connection usable; a failing query raises the database's error."""
+    raw = pg_engine.raw_connection()
+    try:
+        driver = raw.driver_connection
+        sql = "COPY (SELECT i FROM generate_series(1, :n) AS i) TO STDOUT"
+        assert [bytes(r) for r in copy_rows(driver, sql, {"n": 3})] == [b"1\n", b"2\n", b"3\n"]
+        rows = copy_rows(driver, sql, {"n": 10**7})
+        assert bytes(next(rows)) == b"1\n"
+        rows.close()  # a writer failing mid-export
+        assert driver.execute("SELECT 41 + 1").fetchone() == (42,)
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            list(
+                copy_rows(
+                    driver, "COPY (SELECT 1 / (i - 2) FROM generate_series(1, 5) i) TO STDOUT", {}
+                )
+            )
+        driver.rollback()
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            list(copy_rows(driver, "COPY (SELECT * FROM no_such_table) TO STDOUT", {}))
+        driver.rollback()
+        assert driver.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        raw.close()
