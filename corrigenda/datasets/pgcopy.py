@@ -421,7 +421,7 @@ class ParquetSplits:
             path = self.root / self.name_for(split)
             path.parent.mkdir(parents=True, exist_ok=True)
             writer = self.writers[split] = pq.ParquetWriter(path, self.schema, compression="zstd")
-        table = pa.concat_tables(tables)
+        table = pa.concat_tables(tables).combine_chunks()  # one chunk per column
         writer.write_table(table, row_group_size=max(table.num_rows, 1))
 
     def close(self, folder: str) -> dict[str, dict[str, Any]]:
