@@ -354,29 +354,40 @@ class Snapshot:
         splits: those sharing a cluster, and those sharing an exact normalised content hash
         across clusters (an example without a cluster is a split key of its own).
 
-        First the hashes held by more than one split key (one hashed aggregate, no sort of
-        the hashes), then the examples of only those hashes, counted per split key."""
+        First the hashes of more than one prediction of the project (the prediction table
+        alone: one example per prediction, so no other hash can be shared), then which of
+        them more than one split key holds (one hashed aggregate, no sort of the hashes),
+        then the examples of only those hashes, counted per split key."""
         where, params = self._where(project_id, flt)
-        rows = f"FROM {FROM_EXAMPLES} WHERE {where} AND p.content_hash IS NOT NULL"
+        examples = f"FROM {FROM_EXAMPLES} WHERE {where} AND p.content_hash IN "
+        shared_sql = (
+            "SELECT content_hash FROM prediction WHERE project_id = :project_id "
+            "AND content_hash IS NOT NULL GROUP BY content_hash HAVING count(*) > 1"
+        )
         spanning_sql = (
-            f"SELECT p.content_hash {rows} GROUP BY p.content_hash HAVING count(*) > 1 AND "
+            "SELECT p.content_hash {examples} ({shared}) GROUP BY p.content_hash "
+            "HAVING count(*) > 1 AND "
             "(min(e.cluster_id) < max(e.cluster_id) OR count(*) > count(e.cluster_id))"
         )
-        hashes = [h for (h,) in self._run(spanning_sql, params)]
+        groups_sql = (
+            "SELECT p.content_hash, e.cluster_id, min(e.id), count(*) {examples} ({spanning}) "
+            "GROUP BY p.content_hash, e.cluster_id, CASE WHEN e.cluster_id IS NULL THEN e.id END"
+        )
+        if self.dialect == "postgresql":  # step by step: most builds stop at the first
+            shared = [h for (h,) in self._run(shared_sql, {"project_id": project_id})]
+            hashes = []
+            if shared:
+                sql = spanning_sql.format(
+                    examples=examples, shared="SELECT unnest(:shared::text[])"
+                )
+                hashes = [h for (h,) in self._run(sql, {**params, "shared": shared})]
+            spanning, params = "SELECT unnest(:spanning::text[])", {**params, "spanning": hashes}
+        else:
+            spanning = spanning_sql.format(examples=examples, shared=shared_sql)
+            hashes = [h for (h,) in self._run(spanning, params)]
         groups: dict[str, dict[str, int]] = {}
         if hashes:
-            if self.dialect == "postgresql":
-                spanning, params = (
-                    "SELECT unnest(:spanning_hashes::text[])",
-                    {**params, "spanning_hashes": hashes},
-                )
-            else:
-                spanning = f"SELECT * FROM ({spanning_sql})"
-            sql = (
-                f"SELECT p.content_hash, e.cluster_id, min(e.id), count(*) {rows} "
-                f"AND p.content_hash IN ({spanning}) GROUP BY p.content_hash, e.cluster_id, "
-                "CASE WHEN e.cluster_id IS NULL THEN e.id END"
-            )
+            sql = groups_sql.format(examples=examples, spanning=spanning)
             for content_hash, cluster_id, first_id, count in self._run(sql, params):
                 split = splitter(cluster_id, first_id)
                 groups.setdefault(content_hash, {}).setdefault(split, 0)
