@@ -2,21 +2,25 @@
 writes and counts.
 
 Reading typed columns through the driver costs about twice a raw ``COPY`` by itself, and
-building a Python object per row several times more. Here PostgreSQL computes the split
-(``Splitter.sql_position``: the same function as in Python) and either the finished JSONL
-line (read by binary ``COPY``: no escaping on either side) or CSV for pyarrow's streaming
-reader (Parquet and the Hugging Face layout).
+building a Python object per row several times more. Here PostgreSQL assembles either the
+finished JSONL line (read by binary ``COPY``: no escaping on either side) or CSV for
+pyarrow's streaming reader (Parquet and the Hugging Face layout). Most of the line is
+stored with the example when it is written (generated columns, ``models/dataset.py``):
+the split hash and the JSON of the example's own fields; the export adds the prediction's
+fields, the id, revision and cluster, and compares the hash with the project's ratios
+(``Splitter.sql_stored_position``).
 
-Each row also carries a *statistics key*: the split's position as ``A`` + index, source,
-model version, gold, agreement and target, separated by ``\x1c`` (JSON text never holds a
-raw control character: PostgreSQL escapes them); ``\x1d`` ends it in a JSONL row. Python
-counts the keys (few distinct ones) and folds them into the manifest's statistics with the
-same rules as the row-by-row path. Per JSONL row Python does a find, a dict increment and a
-write.
+Each row also carries a *statistics key*: the split's position as ``A`` + index, the
+example's stored source/agreement/weight/gold fragment, its raw agreement, the model
+version and the target, separated by ``\x1c`` (JSON text never holds a raw control
+character: PostgreSQL escapes them); ``\x1d`` ends it in a JSONL row. Python counts the
+keys (few distinct ones) and folds them into the manifest's statistics with the same rules
+as the row-by-row path. Per JSONL row Python does a find, a dict increment and a write.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -28,6 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from ..models.dataset import json_float_sql
 from .filters import DatasetFilter
 from .formats import (
     PARQUET_BATCH,
@@ -42,69 +47,40 @@ from .splits import Splitter
 
 MAX_SPLITS = 60  # positions are single printable bytes after "A"
 
-ISO = """to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')"""
-
-
-def json_float(column: str) -> str:
-    """A float column as JSON text the way ``orjson`` writes it (``1.0``, not ``1``;
-    ``null`` for NaN and infinities, which JSON cannot hold: ``x - x`` is NaN for them)."""
-    return (
-        f"CASE WHEN {column} IS NULL THEN 'null' "
-        f"WHEN {column} = trunc({column}) AND abs({column}) < 1e15 THEN {column}::text || '.0' "
-        f"WHEN {column} - {column} = 0 THEN {column}::text ELSE 'null' END"
-    )
+json_float = json_float_sql  # a float column as JSON text the way ``orjson`` writes it
 
 
 def json_text(column: str) -> str:
     return f"coalesce(to_json({column})::text, 'null')"
 
 
-def json_time(column: str) -> str:
-    """ISO 8601 UTC with microseconds, as the stream writes it (``to_json`` of a
-    timestamptz is cheaper but drops trailing zeros of the fraction)."""
-    return f"""coalesce('"' || {ISO.format(column)} || '"', 'null')"""
-
-
-INPUT_TEXT = (
-    "CASE WHEN jsonb_typeof(e.input -> 'text') = 'string' THEN (e.input -> 'text')::text "
-    "WHEN jsonb_typeof(e.input -> 'prompt') = 'string' THEN (e.input -> 'prompt')::text "
-    "ELSE 'null' END"
-)
-
-
 def jsonl_args(split: str) -> list[str]:
     """The JSONL line of ``Record.jsonl`` (same keys, same order, same values) as the
     arguments of one SQL ``concat`` (one allocation per row; a chain of ``||`` copies the
     growing line at every step). ``split`` is SQL for the split's JSON text (the fast path
-    passes a ``\\x1d`` mark where Python writes the name: the split is hashed once per row)."""
-    fields = [
-        ("id", "e.id"),
-        ("revision", "e.revision"),
-        ("split", split),
-        ("text", INPUT_TEXT),
-        ("input", "coalesce(e.input::text, 'null')"),
-        ("target", "coalesce(e.target::text, 'null')"),
-        ("model_output", "coalesce(e.model_output::text, 'null')"),
-        ("model_version", json_text("p.model_version")),
-        ("source", json_text("e.source")),
-        ("agreement", json_float("e.agreement")),
-        ("weight", json_float("e.weight")),
-        ("is_gold", "CASE WHEN e.is_gold THEN 'true' ELSE 'false' END"),
-        ("cluster_id", "coalesce(e.cluster_id::text, 'null')"),
-        ("segment", "coalesce(p.segment::text, '{}')"),
-        ("client_id", json_text("p.client_id")),
-        ("confidence", json_float("p.confidence")),
-        ("created_at", json_time("e.created_at")),
-        ("updated_at", json_time("e.updated_at")),
+    passes a ``\\x1d`` mark where Python writes the name). The example's own fields come
+    stored (``export_body``, ``export_tail``, ``export_times``)."""
+    return [
+        "'{\"id\":'",
+        "e.id",
+        "',\"revision\":'",
+        "e.revision",
+        "',\"split\":'",
+        split,
+        "e.export_body",  # text, input, target, model_output
+        "',\"model_version\":'",
+        json_text("p.model_version"),
+        "e.export_tail",  # source, agreement, weight, is_gold
+        "',\"cluster_id\":'",
+        "coalesce(e.cluster_id::text, 'null')",
+        "',\"segment\":'",
+        "coalesce(p.segment::text, '{}')",
+        "',\"client_id\":'",
+        json_text("p.client_id"),
+        "',\"confidence\":'",
+        json_float("p.confidence"),
+        "e.export_times",  # created_at, updated_at and the closing brace
     ]
-    args = []
-    for index, (name, value) in enumerate(fields):
-        args += [f"'{'{' if index == 0 else ','}\"{name}\":'", value]
-    return [*args, "'}'"]
-
-
-def jsonl_line(split: str) -> str:
-    return f"concat({', '.join(jsonl_args(split))})"
 
 
 def supports(splitter: Splitter) -> bool:
@@ -144,10 +120,9 @@ def stats_args(position: str, count_labels: bool) -> list[str]:
     """What the manifest counts about a row (see module docstring), as ``concat`` arguments."""
     parts = [
         f"chr(65 + {position})",
-        json_text("e.source"),
+        "e.export_tail",
+        "e.agreement",  # NaN stays NaN here (the JSON fragment says null)
         json_text("coalesce(p.model_version, '')"),
-        "CASE WHEN e.is_gold THEN '1' ELSE '0' END",
-        "e.agreement",
     ]
     if count_labels:
         parts.append("coalesce(e.target::text, 'null')")
@@ -184,15 +159,16 @@ class KeyStats:
     def _add(self, fields: list[str], n: int) -> None:
         stats = self.stats
         split = self.names[ord(fields[0]) - 65]
+        tail = orjson.loads("{" + fields[1][1:] + "}")  # source, agreement, weight, is_gold
         stats.total += n
         stats.splits[split] += n
-        stats.sources[orjson.loads(fields[1])] += n
-        stats.add_model_version(orjson.loads(fields[2]), n)
-        stats.gold += n * (fields[3] == "1")
-        if fields[4]:
-            stats.add_agreement(float(fields[4]), n)
+        stats.sources[tail["source"]] += n
+        stats.add_model_version(orjson.loads(fields[3]), n)
+        stats.gold += n * tail["is_gold"]
+        if fields[2]:
+            stats.add_agreement(float(fields[2]), n)
         if stats.count_labels:
-            stats.add_labels(split, orjson.loads(fields[5]), n)
+            stats.add_labels(split, orjson.loads(fields[4]), n)
 
 
 # --- JSONL ---------------------------------------------------------------------------------
@@ -206,26 +182,22 @@ ROW_PREFIX = 6
 
 
 def jsonl_sql(from_where: str, splitter: Splitter, count_labels: bool) -> tuple[str, dict]:
-    """``COPY`` of statistics key + JSONL line per row, in id order."""
-    position, params = splitter.sql_position()
-    mark = f"'{END}'"
-    args = [*stats_args(position, count_labels), mark, *jsonl_args(mark), "E'\\n'"]
+    """``COPY`` of statistics key, ``\\x1d`` and JSONL line per row, in id order."""
+    position, params = splitter.sql_stored_position()
+    split = f"(:split_json::text[])[{position} + 1]"
+    args = [*stats_args(position, count_labels), f"'{END}'", *jsonl_args(split), "E'\\n'"]
     line = f"concat({', '.join(args)})"
     sql = f"COPY (SELECT {line} FROM {from_where} ORDER BY e.id) TO STDOUT {COPY_BINARY}"
-    return sql, params
+    return sql, {**params, "split_json": [orjson.dumps(n).decode() for n in splitter.names]}
 
 
-def _without_header(rows: Iterable[Any]) -> Iterator[Any]:
-    """Binary ``COPY`` rows with the stream header cut off the first one."""
-    rows = iter(rows)
+def _without_header(rows: Iterator[Any]) -> bytes:
+    """The first binary ``COPY`` row with the stream header cut off (then the row prefix)."""
     first = bytes(next(rows, b""))
     if not first.startswith(SIGNATURE):
         raise ValueError("not a binary COPY stream")
     extension = int.from_bytes(first[15:19], "big")
-    rest = first[19 + extension :]
-    if rest:
-        yield rest
-    yield from rows
+    return first[19 + extension :]
 
 
 class _SplitFiles(dict[int, BinaryIO]):
@@ -247,38 +219,41 @@ def write_jsonl(
     keys: KeyStats | None,
     tick: Callable[[int], None],
 ) -> dict[str, dict[str, Any]]:
-    """Route binary ``COPY`` rows (key, ``\\x1d``, line) to ``jsonl/<split>.jsonl``."""
+    """Route binary ``COPY`` rows (key, ``\\x1d``, line) to ``jsonl/<split>.jsonl``.
+
+    The per-row work is a find, a dict increment and one write (the split's row count is
+    the sum of its keys' counts)."""
     if keys is None:
         keys = KeyStats(BuildStats(), names)  # counted by another pass: discarded
     files = _SplitFiles(root, names)
-    split_json = {65 + i: orjson.dumps(name) for i, name in enumerate(names)}
     counts: dict[bytes, int] = {}
-    written = [0] * 256
-    done = 0
+    written: Counter[int] = Counter()
+    rows = iter(rows)
+
+    def count(counts: dict[bytes, int]) -> None:
+        for key, n in counts.items():
+            written[key[0]] += n
+        keys.merge(counts.items())
+        counts.clear()
+
     try:
-        for row in _without_header(rows):
+        first = _without_header(rows)
+        done = 0
+        for done, row in enumerate(itertools.chain((first,), rows), 1):
             data = bytes(row)
-            if len(data) == 2:
+            cut = data.find(29, ROW_PREFIX)
+            if cut < 0:
                 continue  # the trailer
-            cut = data.index(29, ROW_PREFIX)
-            mark = data.index(29, cut + 1)
             key = data[ROW_PREFIX:cut]
-            code = data[ROW_PREFIX]
             counts[key] = counts.get(key, 0) + 1
-            handle = files[code]
-            handle.write(data[cut + 1 : mark])
-            handle.write(split_json[code])
-            handle.write(data[mark + 1 :])
-            written[code] += 1
-            done += 1
+            files[data[ROW_PREFIX]].write(data[cut + 1 :])
             if not done & 0x3FFF:
                 tick(done)
-                keys.merge(counts.items())
-                counts.clear()
+                count(counts)
     finally:
         for handle in files.values():
             handle.close()
-    keys.merge(counts.items())
+    count(counts)
     return {
         f"jsonl/{names[code - 65]}.jsonl": {
             "split": names[code - 65],
@@ -292,7 +267,7 @@ def write_jsonl(
 # --- Parquet (and the Hugging Face layout) ---------------------------------------------------
 
 COPY_CSV = "(FORMAT csv, FORCE_QUOTE *)"
-CSV_BLOCK = 4 << 20
+CSV_BLOCK = 1 << 20
 
 
 def label_sql(column: str) -> tuple[str, str]:
@@ -306,6 +281,8 @@ def label_sql(column: str) -> tuple[str, str]:
     return value, f"coalesce({kind} NOT IN ('string', 'null'), false)"
 
 
+# created_at from the stored fragment ',"created_at":"<32 characters>"…'
+CREATED_AT = "substr(e.export_times, 16, 32)"
 TEXT_VALUE = (
     "CASE WHEN jsonb_typeof(e.input -> 'text') = 'string' THEN e.input ->> 'text' "
     "WHEN jsonb_typeof(e.input -> 'prompt') = 'string' THEN e.input ->> 'prompt' END"
@@ -314,7 +291,7 @@ TEXT_VALUE = (
 
 def parquet_sql(from_where: str, splitter: Splitter, count_labels: bool) -> tuple[str, dict]:
     """``COPY`` CSV of the Parquet columns (``formats.parquet_schema``) plus the statistics key."""
-    position, params = splitter.sql_position()
+    position, params = splitter.sql_stored_position()
     columns = [
         "e.id",
         f"(:split_names::text[])[{position} + 1]",
@@ -328,46 +305,13 @@ def parquet_sql(from_where: str, splitter: Splitter, count_labels: bool) -> tupl
         "coalesce(e.is_gold, false)",
         "e.cluster_id",
         "e.revision",
-        ISO.format("e.created_at"),
+        CREATED_AT,
         "e.input::text",
         "coalesce(p.segment::text, '{}')",
         stats_key(position, count_labels),
     ]
     sql = f"COPY (SELECT {', '.join(columns)} FROM {from_where} ORDER BY e.id) TO STDOUT {COPY_CSV}"
     return sql, {**params, "split_names": splitter.names}
-
-
-class _RowsFile:
-    """A read-only file over ``COPY`` rows, for pyarrow's streaming CSV reader."""
-
-    def __init__(self, rows: Iterable[Any]) -> None:
-        self._rows: Iterator[Any] = iter(rows)
-        self._rest = b""
-        self.closed = False
-
-    def read(self, size: int = -1) -> bytes:
-        parts, have = [self._rest], len(self._rest)
-        while size < 0 or have < size:
-            row = next(self._rows, None)
-            if row is None:
-                break
-            parts.append(row)
-            have += len(row)
-        data = b"".join(parts)
-        if size < 0:
-            self._rest = b""
-            return data
-        self._rest = data[size:]
-        return data[:size]
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        self.closed = True
 
 
 COPY_COLUMNS = [
@@ -392,24 +336,47 @@ COPY_COLUMNS = [
 ]
 
 
+CSV_READ = pacsv.ReadOptions(
+    use_threads=False, column_names=[name for name, _ in COPY_COLUMNS], block_size=2 * CSV_BLOCK
+)
+CSV_PARSE = pacsv.ParseOptions(newlines_in_values=True)
+CSV_CONVERT = pacsv.ConvertOptions(
+    column_types=dict(COPY_COLUMNS),
+    null_values=[""],
+    strings_can_be_null=True,
+    quoted_strings_can_be_null=False,
+    true_values=["t"],
+    false_values=["f"],
+)
+
+
 def csv_batches(rows: Iterable[Any]) -> Iterator[pa.RecordBatch]:
-    """pyarrow batches of the ``parquet_sql`` rows."""
-    reader = pacsv.open_csv(
-        _RowsFile(rows),
-        read_options=pacsv.ReadOptions(
-            use_threads=False, column_names=[name for name, _ in COPY_COLUMNS], block_size=CSV_BLOCK
-        ),
-        parse_options=pacsv.ParseOptions(newlines_in_values=True),
-        convert_options=pacsv.ConvertOptions(
-            column_types=dict(COPY_COLUMNS),
-            null_values=[""],
-            strings_can_be_null=True,
-            quoted_strings_can_be_null=False,
-            true_values=["t"],
-            false_values=["f"],
-        ),
+    """pyarrow batches of the ``parquet_sql`` rows, parsed ~``CSV_BLOCK`` bytes at a time.
+
+    Each ``COPY`` CSV message is one whole row, so a block of them parses on its own: no
+    streaming reader (its read-ahead thread held several blocks and their copies: ~100 MiB
+    more peak memory at 4 MiB blocks) and no file shim in Python between it and libpq."""
+    parts: list[Any] = []
+    have = 0
+    for row in rows:
+        parts.append(row)
+        have += len(row)
+        if have >= CSV_BLOCK:
+            yield from _parse_csv(b"".join(parts))
+            parts.clear()
+            have = 0
+    if parts:
+        yield from _parse_csv(b"".join(parts))
+
+
+def _parse_csv(block: bytes) -> Iterator[pa.RecordBatch]:
+    table = pacsv.read_csv(
+        pa.py_buffer(block),
+        read_options=CSV_READ,
+        parse_options=CSV_PARSE,
+        convert_options=CSV_CONVERT,
     )
-    yield from reader
+    yield from table.to_batches()
 
 
 def parquet_table(batch: pa.RecordBatch, schema: pa.Schema) -> pa.Table:
@@ -454,7 +421,7 @@ class ParquetSplits:
             path = self.root / self.name_for(split)
             path.parent.mkdir(parents=True, exist_ok=True)
             writer = self.writers[split] = pq.ParquetWriter(path, self.schema, compression="zstd")
-        table = pa.concat_tables(tables)
+        table = pa.concat_tables(tables).combine_chunks()  # one chunk per column
         writer.write_table(table, row_group_size=max(table.num_rows, 1))
 
     def close(self, folder: str) -> dict[str, dict[str, Any]]:
@@ -489,8 +456,10 @@ def write_parquet(
             values = (v.encode() for v in counts.field("values").to_pylist())
             keys.merge(zip(values, counts.field("counts").to_pylist(), strict=True))
         table = parquet_table(batch, schema)
-        for split in pc.unique(table.column("split")).to_pylist():
-            out.add(split, table.filter(pc.equal(table.column("split"), split)))
+        column = table.column("split")
+        for split in pc.unique(column).to_pylist():
+            # a pyarrow scalar: a Python one makes pyarrow import pandas (0.3 s)
+            out.add(split, pc.filter(table, pc.equal(column, pa.scalar(split))))
         done += batch.num_rows
         tick(done)
     files = out.close(folder)
@@ -518,7 +487,7 @@ def from_where(
     conditions = [where, *extra]
     params = {**params, **extra_params}
     if flt.splits is not None:
-        position, split_sql_params = splitter.sql_position()
+        position, split_sql_params = splitter.sql_stored_position()
         wanted = [i for i, name in enumerate(splitter.names) if name in flt.splits]
         conditions.append(f"{position} = ANY(:wanted_positions)")
         params.update(split_sql_params, wanted_positions=wanted)

@@ -5,13 +5,30 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, Column, DateTime, Integer, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Computed,
+    DateTime,
+    Integer,
+    TypeDecorator,
+)
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.compiler import compiles
 from sqlmodel import Field
 
 # BIGINT on PostgreSQL; INTEGER on SQLite, where only INTEGER PRIMARY KEY autoincrements.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 JsonType = JSON().with_variant(JSONB(), "postgresql")
+
+
+@compiles(Computed, "sqlite")
+def _no_generated_columns_on_sqlite(element: Computed, compiler: Any, **kwargs: Any) -> str:
+    """Generated columns are PostgreSQL-only here (their expressions use PostgreSQL
+    functions): on SQLite the column is a plain one that stays NULL, and nothing reads it."""
+    return ""
 
 
 def utcnow() -> datetime:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 14:22:40.792947
+Create Date: 2026-11-27 16:11:47.493421
 """
 
 from collections.abc import Sequence
@@ -312,6 +312,10 @@ def upgrade() -> None:
     sa.Column('deleted_at', corrigenda.models.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('created_at', corrigenda.models.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', corrigenda.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('split_hash', sa.BigInteger(), sa.Computed("('x' || encode(substring(sha256((project_id::text || ':' || coalesce('c' || cluster_id::text, 'e' || id::text))::bytea) from 1 for 8), 'hex'))::bit(64)::bigint # (-9223372036854775808)::bigint", persisted=True), nullable=True),
+    sa.Column('export_body', sa.Text(), sa.Computed('\',"text":\' || CASE WHEN jsonb_typeof(input -> \'text\') = \'string\' THEN (input -> \'text\')::text WHEN jsonb_typeof(input -> \'prompt\') = \'string\' THEN (input -> \'prompt\')::text ELSE \'null\' END || \',"input":\' || input::text || \',"target":\' || coalesce(target::text, \'null\') || \',"model_output":\' || coalesce(model_output::text, \'null\')', persisted=True), nullable=True),
+    sa.Column('export_tail', sa.Text(), sa.Computed('\',"source":"\' || source::text || \'","agreement":\' || CASE WHEN agreement IS NULL THEN \'null\' WHEN agreement = trunc(agreement) AND abs(agreement) < 1e15 THEN agreement::text || \'.0\' WHEN agreement - agreement = 0 THEN agreement::text ELSE \'null\' END || \',"weight":\' || CASE WHEN weight IS NULL THEN \'null\' WHEN weight = trunc(weight) AND abs(weight) < 1e15 THEN weight::text || \'.0\' WHEN weight - weight = 0 THEN weight::text ELSE \'null\' END || \',"is_gold":\' || CASE WHEN is_gold THEN \'true\' ELSE \'false\' END', persisted=True), nullable=True),
+    sa.Column('export_times', sa.Text(), sa.Computed('\',"created_at":"\' || lpad(extract(year from timezone(\'UTC\', created_at))::int::text, 4, \'0\') || \'-\' || lpad(extract(month from timezone(\'UTC\', created_at))::int::text, 2, \'0\') || \'-\' || lpad(extract(day from timezone(\'UTC\', created_at))::int::text, 2, \'0\') || \'T\' || lpad(extract(hour from timezone(\'UTC\', created_at))::int::text, 2, \'0\') || \':\' || lpad(extract(minute from timezone(\'UTC\', created_at))::int::text, 2, \'0\') || \':\' || lpad(extract(second from timezone(\'UTC\', created_at))::text, 9, \'0\') || \'+00:00\' || \'","updated_at":"\' || lpad(extract(year from timezone(\'UTC\', updated_at))::int::text, 4, \'0\') || \'-\' || lpad(extract(month from timezone(\'UTC\', updated_at))::int::text, 2, \'0\') || \'-\' || lpad(extract(day from timezone(\'UTC\', updated_at))::int::text, 2, \'0\') || \'T\' || lpad(extract(hour from timezone(\'UTC\', updated_at))::int::text, 2, \'0\') || \':\' || lpad(extract(minute from timezone(\'UTC\', updated_at))::int::text, 2, \'0\') || \':\' || lpad(extract(second from timezone(\'UTC\', updated_at))::text, 9, \'0\') || \'+00:00\' || \'"}\'', persisted=True), nullable=True),
     sa.CheckConstraint("source IN ('reviewed', 'consensus', 'implicit')", name='ck_example_source'),
     sa.ForeignKeyConstraint(['prediction_id'], ['prediction.id'], ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['project_id'], ['project.id'], ondelete='CASCADE'),

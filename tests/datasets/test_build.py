@@ -75,6 +75,22 @@ def test_leakage_check_counts_exact_duplicates_split_across_clusters(
     assert version.manifest["leakage"]["cross_split_pairs"] == expected > 0
 
 
+def test_leakage_check_counts_duplicates_without_a_cluster_one_by_one(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """An example without a cluster is its own split key: duplicates of it in other splits
+    are pairs too (they were once counted as if all sat in the first one's split)."""
+    project_id = new_project(engine)
+    same = add_examples(engine, project_id, 30, cluster_of=lambda i: None, content_hash="same")
+    add_examples(engine, project_id, 10, start=30, cluster_of=lambda i: 7, content_hash="x")
+    version = create_and_build(engine, tmp_path, project_id, ["jsonl"])
+    splits = splits_of(version_dir(tmp_path, version))
+    per_split = [sum(splits[i] == s for i in same) for s in ("train", "validation", "test")]
+    expected = (sum(per_split) ** 2 - sum(c * c for c in per_split)) // 2
+    assert version.manifest["leakage"]["cross_split_pairs"] == expected > 0
+    assert version.manifest["leakage"]["duplicate_groups_across_clusters"] == 1
+
+
 def test_filters(engine: Engine, tmp_path: Path) -> None:
     project_id = new_project(engine)
     add_examples(engine, project_id, 240)
