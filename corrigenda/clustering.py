@@ -341,7 +341,8 @@ class _index_scans:  # noqa: N801 - used as a statement-scoped context manager
     def __enter__(self) -> None:
         self.previous = self.session.execute(
             text(
-                "SELECT current_setting('enable_seqscan'), set_config('enable_seqscan', 'off', true)"
+                "SELECT current_setting('enable_seqscan'), "
+                "set_config('enable_seqscan', 'off', true)"
             )
         ).scalar_one()
 
@@ -404,7 +405,8 @@ def _stored_candidates(session: Session, keys: np.ndarray) -> tuple[np.ndarray, 
     rows: list[Any] = []
     if dialect(session) == "postgresql":  # one array parameter, sorted: one index pass
         sql = text(
-            "SELECT band_key, cluster_id FROM lsh_band WHERE band_key = ANY(CAST(:keys AS bigint[]))"
+            "SELECT band_key, cluster_id FROM lsh_band "
+            "WHERE band_key = ANY(CAST(:keys AS bigint[]))"
         )
         with _index_scans(session):
             rows = _fetch(session, sql, {"keys": array_literal(unique.tolist())})
