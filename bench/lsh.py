@@ -14,6 +14,7 @@ import os
 import resource
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -21,11 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common_workers import corpus, pair_scores, throwaway_database  # noqa: E402
 
-from corrigenda.clustering import assign_clusters, minhash  # noqa: E402
+from corrigenda.clustering import assign_clusters, minhash, prepare_texts  # noqa: E402
 from corrigenda.db import make_engine, transaction  # noqa: E402
 from corrigenda.models import Project, metadata  # noqa: E402
 from corrigenda.normalize import normalize_text  # noqa: E402
-
 
 
 def cluster_all(
@@ -39,16 +39,29 @@ def cluster_all(
         project_id = project.id
     clusters: list[int] = []
     started = time.perf_counter()
-    for start in range(0, len(texts), chunk):
-        part = list(enumerate(texts[start : start + chunk], start))
-        with transaction(engine) as session:
-            result = assign_clusters(
-                session,
-                project_id=project_id,
-                texts=part,
-                near_duplicates=near,  # type: ignore[arg-type]
-            )
-        clusters.extend(result.clusters[i] for i, _ in part)
+    starts = range(0, len(texts), chunk)
+
+    def batch(index: int) -> list[tuple[int, str]]:
+        return list(enumerate(texts[starts[index] : starts[index] + chunk], starts[index]))
+
+    # The next batch is normalised and MinHashed in a thread while this one is in the
+    # database (numpy and the driver's socket waits release the GIL).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        upcoming = pool.submit(prepare_texts, batch(0), signatures=near) if starts else None
+        for index in range(len(starts)):
+            part = batch(index)
+            prepared = upcoming.result()  # type: ignore[union-attr]
+            if index + 1 < len(starts):
+                upcoming = pool.submit(prepare_texts, batch(index + 1), signatures=near)
+            with transaction(engine) as session:
+                result = assign_clusters(
+                    session,
+                    project_id=project_id,
+                    texts=part,
+                    near_duplicates=near,
+                    prepared=prepared,
+                )
+            clusters.extend(result.clusters[i] for i, _ in part)
     elapsed = time.perf_counter() - started
     engine.dispose()
     return elapsed, clusters

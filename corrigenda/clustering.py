@@ -275,6 +275,41 @@ def _best_stored(
     return best, score
 
 
+@dataclass
+class Prepared:
+    """A batch's normalised content hashes (first occurrence order) and, when asked for,
+    their MinHash signatures: all the work that needs no database. A bulk caller prepares
+    the next batch in a thread while the current one is in the database."""
+
+    content_hashes: dict[Any, str]
+    normalized: dict[str, str]
+    signatures: np.ndarray | None = None
+
+    def signatures_of(self, hashes: list[str]) -> np.ndarray:
+        if self.signatures is None:
+            return minhash([self.normalized[h] for h in hashes])
+        row = {h: i for i, h in enumerate(self.normalized)}
+        return self.signatures[[row[h] for h in hashes]]
+
+
+def prepare_texts(
+    texts: Sequence[tuple[Any, str]],
+    options: dict[str, Any] | None = None,
+    *,
+    signatures: bool = True,
+) -> Prepared:
+    """Normalise and hash ``(key, raw text)`` pairs; with ``signatures`` also MinHash them."""
+    hashes: dict[Any, str] = {}
+    normalized: dict[str, str] = {}
+    for key, raw in texts:
+        norm = normalize_text(raw, options)
+        digest = content_hash(norm)
+        hashes[key] = digest
+        normalized.setdefault(digest, norm)
+    signed = minhash(list(normalized.values())) if signatures else None
+    return Prepared(hashes, normalized, signed)
+
+
 def assign_clusters(
     session: Session,
     *,
@@ -283,25 +318,24 @@ def assign_clusters(
     options: dict[str, Any] | None = None,
     threshold: float = DEFAULT_THRESHOLD,
     near_duplicates: bool = True,
+    prepared: Prepared | None = None,
 ) -> Assignment:
     """Give each ``(key, raw text)`` a cluster: same normalised hash, else a verified LSH
     near-duplicate, else a new cluster. Takes the project's processing lock (re-entrant)
-    so concurrent callers never found two clusters for one near-duplicate group."""
-    result = Assignment()
-    normalized: dict[str, str] = {}
-    for key, raw in texts:
-        norm = normalize_text(raw, options)
-        digest = content_hash(norm)
-        result.content_hashes[key] = digest
-        normalized.setdefault(digest, norm)
-    if not normalized:
+    so concurrent callers never found two clusters for one near-duplicate group.
+    ``prepared``: ``prepare_texts(texts, options)`` computed beforehand (``texts`` is then
+    not read again)."""
+    if prepared is None:  # signatures only for the hashes not seen before, below
+        prepared = prepare_texts(texts, options, signatures=False)
+    result = Assignment(content_hashes=dict(prepared.content_hashes))
+    if not prepared.normalized:
         return result
     lock_project(session, project_id)
-    known = _known_hashes(session, project_id, list(normalized))
-    fresh = [h for h in normalized if h not in known]
+    known = _known_hashes(session, project_id, list(prepared.normalized))
+    fresh = [h for h in prepared.normalized if h not in known]
     if fresh:
         placed, created, joined = _place_new(
-            session, project_id, fresh, normalized, threshold, near_duplicates
+            session, project_id, fresh, prepared, threshold, near_duplicates
         )
         result.near_duplicates = joined
         result.created = created
@@ -357,13 +391,13 @@ def _place_new(
     session: Session,
     project_id: int,
     fresh: list[str],
-    normalized: dict[str, str],
+    prepared: Prepared,
     threshold: float,
     near_duplicates: bool,
 ) -> tuple[dict[str, int], list[int], int]:
     """Cluster id per fresh hash, the clusters created, and how many texts joined one."""
     if near_duplicates:
-        signatures = minhash([normalized[h] for h in fresh])
+        signatures = prepared.signatures_of(fresh)
         keys = stored_band_keys(project_id, signatures)
         candidate_keys, candidate_clusters = _stored_candidates(session, keys)
         cluster_ids, cluster_signatures = _signatures(

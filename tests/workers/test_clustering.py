@@ -22,6 +22,7 @@ from corrigenda.clustering import (
     band_keys,
     minhash,
     plan_matches,
+    prepare_texts,
     similarity,
 )
 from corrigenda.db import make_engine, transaction
@@ -154,12 +155,15 @@ def new_project(engine: Engine, slug: str) -> int:
         return project.id  # type: ignore[return-value]
 
 
-def cluster_texts(engine: Engine, project_id: int, texts: list[str], batch: int) -> list[int]:
+def cluster_texts(
+    engine: Engine, project_id: int, texts: list[str], batch: int, *, prepare: bool = False
+) -> list[int]:
     clusters: list[int] = []
     for start in range(0, len(texts), batch):
         part = list(enumerate(texts[start : start + batch], start))
+        prepared = prepare_texts(part) if prepare else None
         with transaction(engine) as session:
-            result = assign_clusters(session, project_id=project_id, texts=part)
+            result = assign_clusters(session, project_id=project_id, texts=part, prepared=prepared)
         clusters.extend(result.clusters[i] for i, _ in part)
     return clusters
 
@@ -181,7 +185,8 @@ def test_one_batch_clusters_like_one_text_at_a_time(engine: Engine) -> None:
     whole = cluster_texts(engine, new_project(engine, "whole"), texts, batch=len(texts))
     single = cluster_texts(engine, new_project(engine, "single"), texts, batch=1)
     mixed = cluster_texts(engine, new_project(engine, "mixed"), texts, batch=37)
-    assert canonical(whole) == canonical(single) == canonical(mixed)
+    ready = cluster_texts(engine, new_project(engine, "ready"), texts, batch=64, prepare=True)
+    assert canonical(whole) == canonical(single) == canonical(mixed) == canonical(ready)
     assert len(set(whole)) < len(texts) - 40  # near-duplicates were merged
 
 
