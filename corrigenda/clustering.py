@@ -331,16 +331,17 @@ def assign_clusters(
     if not prepared.normalized:
         return result
     lock_project(session, project_id)
-    known = _known_hashes(session, project_id, list(prepared.normalized))
-    fresh = [h for h in prepared.normalized if h not in known]
-    if fresh:
-        placed, created, joined = _place_new(
-            session, project_id, fresh, prepared, threshold, near_duplicates
-        )
-        result.near_duplicates = joined
-        result.created = created
-        _record_hashes(session, project_id, placed)
-        known.update(placed)
+    with _index_scans(session):
+        known = _known_hashes(session, project_id, list(prepared.normalized))
+        fresh = [h for h in prepared.normalized if h not in known]
+        if fresh:
+            placed, created, joined = _place_new(
+                session, project_id, fresh, prepared, threshold, near_duplicates
+            )
+            result.near_duplicates = joined
+            result.created = created
+            _record_hashes(session, project_id, placed)
+            known.update(placed)
     result.clusters = {key: known[digest] for key, digest in result.content_hashes.items()}
     return result
 
@@ -353,8 +354,7 @@ def _known_hashes(session: Session, project_id: int, hashes: list[str]) -> dict[
             "WHERE project_id = :project AND content_hash = ANY(CAST(:hashes AS varchar[]))"
         )
         params = {"project": project_id, "hashes": array_literal(hashes)}
-        with _index_scans(session):
-            return dict(session.execute(sql, params).all())  # type: ignore[arg-type]
+        return dict(session.execute(sql, params).all())  # type: ignore[arg-type]
     for part in chunks(hashes):
         query = select(ClusterContent.content_hash, ClusterContent.cluster_id).where(
             ClusterContent.project_id == project_id, col(ClusterContent.content_hash).in_(part)
@@ -364,26 +364,33 @@ def _known_hashes(session: Session, project_id: int, hashes: list[str]) -> dict[
 
 
 class _index_scans:  # noqa: N801 - used as a statement-scoped context manager
-    """PostgreSQL: plan the next statements with index scans. Tables filled in bulk have no
-    statistics yet, and for a long key array the planner would pick a sequential scan —
-    whose cost grows with the table, i.e. quadratic over a bulk load. Restores the setting."""
+    """PostgreSQL: plan the enclosed statements with index scans and without JIT. Tables
+    filled in bulk have no statistics yet, and for a long key array the planner would pick
+    a sequential scan — whose cost grows with the table, i.e. quadratic over a bulk load —
+    and JIT-compile it. Restores both settings (SQLite: nothing to do)."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
-        self.previous = "on"
+        self.previous: tuple[str, str] | None = None
 
     def __enter__(self) -> None:
-        self.previous = self.session.execute(
-            text(
-                "SELECT current_setting('enable_seqscan'), "
-                "set_config('enable_seqscan', 'off', true)"
-            )
-        ).scalar_one()
+        if dialect(self.session) == "postgresql":
+            row = self.session.execute(
+                text(
+                    "SELECT current_setting('enable_seqscan'), current_setting('jit'), "
+                    "set_config('enable_seqscan', 'off', true), set_config('jit', 'off', true)"
+                )
+            ).one()
+            self.previous = (row[0], row[1])
 
     def __exit__(self, *exc: object) -> None:
-        if exc[0] is None:
+        if exc[0] is None and self.previous is not None:
             self.session.execute(
-                text("SELECT set_config('enable_seqscan', :value, true)"), {"value": self.previous}
+                text(
+                    "SELECT set_config('enable_seqscan', :scan, true), "
+                    "set_config('jit', :jit, true)"
+                ),
+                {"scan": self.previous[0], "jit": self.previous[1]},
             )
 
 
@@ -442,8 +449,7 @@ def _stored_candidates(session: Session, keys: np.ndarray) -> tuple[np.ndarray, 
             "SELECT band_key, cluster_id FROM lsh_band "
             "WHERE band_key = ANY(CAST(:keys AS bigint[]))"
         )
-        with _index_scans(session):
-            rows = _fetch(session, sql, {"keys": array_literal(unique.tolist())})
+        rows = _fetch(session, sql, {"keys": array_literal(unique.tolist())})
     else:
         for part in chunks(unique.tolist()):
             query = select(LshBand.band_key, LshBand.cluster_id).where(
@@ -473,8 +479,7 @@ def _signatures(
             "WHERE id = ANY(CAST(:ids AS bigint[])) AND project_id = :project"
         )
         params = {"ids": array_literal(cluster_ids.tolist()), "project": project_id}
-        with _index_scans(session):
-            result = session.execute(sql, params).all()
+        result = session.execute(sql, params).all()
     else:
         result = []
         for part in chunks(cluster_ids.tolist()):
@@ -547,14 +552,17 @@ def _insert_clusters_pg(
 ) -> np.ndarray:
     """Reserve ids from the sequence (in order), then one binary ``COPY``."""
     count = len(hashes)
-    reserved = session.execute(
-        text(
-            "SELECT array_agg(nextval(pg_get_serial_sequence('cluster', 'id'))) "
-            "FROM generate_series(1, :count)"
-        ),
-        {"count": count},
-    ).scalar_one()
-    ids = np.sort(np.array(reserved, dtype=np.int64))
+    # nextval() per row, read back as binary COPY: no text array to build and parse
+    raw = session.connection().connection.driver_connection
+    query = (
+        "COPY (SELECT nextval(pg_get_serial_sequence('cluster', 'id')) "
+        f"FROM generate_series(1, {int(count)})) TO STDOUT (FORMAT BINARY)"
+    )
+    with raw.cursor() as cursor:  # type: ignore[union-attr]
+        with cursor.copy(query) as copy:
+            data = b"".join(bytes(block) for block in copy)
+    values = np.frombuffer(data[19:-2], dtype=[("n", ">i2"), ("l", ">i4"), ("v", ">i8")])
+    ids = np.sort(values["v"].astype(np.int64))
     micros = (utcnow() - _PG_EPOCH) // _ONE_MICROSECOND
     columns: list[tuple[str, str, Any]] = [
         ("id", ">i8", ids),
