@@ -17,7 +17,6 @@ import orjson
 
 DEFAULT_OPTIONS = {"strip_quoted": True, "strip_signature": True, "strip_greeting": True}
 
-_WHITESPACE = re.compile(r"\s+")
 # "On Tue, 3 Mar 2024, Ann <a@b.c> wrote:" and Outlook's "-----Original Message-----".
 _REPLY_HEADER = re.compile(
     r"^\s*(on\b.{0,200}\bwrote:|-{2,}\s*original message\s*-{2,}|from:\s.+)\s*$",
@@ -64,15 +63,18 @@ def strip_signature(text: str) -> str:
 
 def normalize_text(text: str, options: dict[str, Any] | None = None) -> str:
     """The canonical form of ``text`` used for hashing and shingling."""
-    opts = {**DEFAULT_OPTIONS, **(options or {})}
+    opts = {**DEFAULT_OPTIONS, **options} if options else DEFAULT_OPTIONS
     if opts["strip_quoted"]:
         text = strip_quoted(text)
     if opts["strip_signature"]:
         text = strip_signature(text)
     if opts["strip_greeting"]:
         text = strip_greeting(text)
-    text = unicodedata.normalize("NFKC", text).casefold()
-    return _WHITESPACE.sub(" ", text).strip()
+    if not text.isascii():  # ASCII is already NFKC
+        text = unicodedata.normalize("NFKC", text)
+    # str.split() splits on exactly the characters ``\s`` matches (str.isspace): the same
+    # result as collapsing runs of whitespace and stripping, without a regular expression.
+    return " ".join(text.casefold().split())
 
 
 def input_text(prediction_input: dict[str, Any] | None) -> str:

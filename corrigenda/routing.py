@@ -43,7 +43,7 @@ POLICY_DEFAULTS: dict[str, Any] = {
     "high_cost_threshold": None,
     "normalization": {"strip_quoted": True, "strip_signature": True, "strip_greeting": True},
     "near_duplicates": True,
-    "near_duplicate_threshold": 0.6,
+    "near_duplicate_threshold": 0.5,  # = clustering.DEFAULT_THRESHOLD (8 x 3 bands tuned for it)
     "user_cap_per_hour": 300,
     "quarantine": {"min_settled": 10, "min_rate": 0.5, "factor": 3.0},
 }

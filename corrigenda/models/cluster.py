@@ -45,12 +45,13 @@ class ClusterContent(SQLModel, table=True):
 
 
 class LshBand(SQLModel, table=True):
-    """Near-duplicate level: one row per (cluster, band); ``band_key`` mixes the band's
-    index and its MinHash rows into a stable signed 64-bit integer."""
+    """Near-duplicate level: one row per (cluster, band). ``band_key`` folds the project
+    (low 23 bits), the band's index and a 32-bit hash of its MinHash rows into one stable
+    signed 64-bit integer (see ``corrigenda.clustering.stored_band_keys``): one narrow
+    index, the fewest bytes per stored band."""
 
     __tablename__ = "lsh_band"
 
-    project_id: int = Field(sa_column=Column(BigId, primary_key=True))
     band_key: int = Field(sa_column=Column(BigInteger, primary_key=True))
     cluster_id: int = Field(sa_column=Column(BigId, primary_key=True))
 

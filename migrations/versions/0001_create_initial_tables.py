@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 16:11:47.493421
+Create Date: 2026-11-27 17:01:06.412637
 """
 
 from collections.abc import Sequence
@@ -43,10 +43,9 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('project_id', 'end_user')
     )
     op.create_table('lsh_band',
-    sa.Column('project_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('band_key', sa.BigInteger(), nullable=False),
     sa.Column('cluster_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.PrimaryKeyConstraint('project_id', 'band_key', 'cluster_id')
+    sa.PrimaryKeyConstraint('band_key', 'cluster_id')
     )
     op.create_table('metric_watermark',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
