@@ -13,6 +13,7 @@ from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from tests.services import unavailable
+from tests.widget.host import Faults, host_app
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -43,6 +44,22 @@ class LiveServer:
 def live_server(app: Flask) -> Iterator[LiveServer]:
     with LiveServer(app) as server:
         yield server
+
+
+# The widget's API and a host page on another origin (the widget tests' two servers).
+@pytest.fixture
+def api(app: Flask) -> Iterator[tuple[LiveServer, Faults]]:
+    faults = Faults(app.wsgi_app)
+    app.wsgi_app = faults  # type: ignore[method-assign]
+    with LiveServer(app) as server:
+        yield server, faults
+
+
+@pytest.fixture
+def host(api: tuple[LiveServer, Faults]) -> Iterator[tuple[LiveServer, dict[str, str]]]:
+    wsgi, pages = host_app(api[0].url)
+    with LiveServer(wsgi) as server:
+        yield server, pages
 
 
 @pytest.fixture(scope="session")

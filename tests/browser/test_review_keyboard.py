@@ -86,13 +86,18 @@ RAPID_KEYS_JS = """() => new Promise((resolve) => {
   const observer = new MutationObserver(() => {
     const item = document.querySelector('#item');
     if (!item) return;
-    if (item.querySelector('[data-queue-empty]')) { observer.disconnect(); resolve(seen.size); return; }
+    if (item.querySelector('[data-queue-empty]')) {
+      observer.disconnect();
+      resolve(seen.size);
+      return;
+    }
     if (!seen.has(item.dataset.itemId)) {
       seen.add(item.dataset.itemId);
       document.dispatchEvent(new KeyboardEvent('keydown', {key: 'k', bubbles: true}));
     }
   });
-  observer.observe(document.querySelector('#main'), {childList: true, subtree: true, attributes: true});
+  const options = {childList: true, subtree: true, attributes: true};
+  observer.observe(document.querySelector('#main'), options);
   document.dispatchEvent(new KeyboardEvent('keydown', {key: 'k', bubbles: true}));
 })"""
 

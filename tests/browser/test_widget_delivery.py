@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +16,6 @@ from tests.browser.conftest import LiveServer
 from tests.factories import setup_project_with_keys
 from tests.services import wait_for
 from tests.widget.host import (
-    Faults,
-    host_app,
     log_predictions,
     page_html,
     stored_events,
@@ -35,21 +32,6 @@ NETWORK_NOISE = re.compile(r"Failed to load resource|net::ERR_|Failed to fetch|C
 @pytest.fixture(params=["sqlite"])
 def db_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
     return sqlite_url  # one database is enough here; the API tests cover both
-
-
-@pytest.fixture
-def api(app: Flask) -> Iterator[tuple[LiveServer, Faults]]:
-    faults = Faults(app.wsgi_app)
-    app.wsgi_app = faults  # type: ignore[method-assign]
-    with LiveServer(app) as server:
-        yield server, faults
-
-
-@pytest.fixture
-def host(api: tuple[LiveServer, Faults]) -> Iterator[tuple[LiveServer, dict[str, str]]]:
-    wsgi, pages = host_app(api[0].url)
-    with LiveServer(wsgi) as server:
-        yield server, pages
 
 
 @pytest.fixture

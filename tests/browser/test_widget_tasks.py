@@ -12,10 +12,8 @@ from flask import Flask
 
 from tests.browser.test_widget_delivery import (  # noqa: F401 - fixtures
     Console,
-    api,
     db_url,
     decisions,
-    host,
     until,
     wait_state,
 )
