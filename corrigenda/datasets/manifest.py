@@ -88,7 +88,13 @@ class BuildStats:
 
 
 def file_entry(root: Path, name: str, info: dict[str, Any]) -> dict[str, Any]:
+    """The manifest entry of one written file. A writer that hashed the bytes as it wrote
+    them passes ``sha256`` (and ``bytes``) in ``info``; other files are read back once."""
     path = root / name
+    if "sha256" in info:
+        entry = {"path": name, **info}
+        entry["bytes"], entry["sha256"] = entry.pop("bytes"), entry.pop("sha256")
+        return entry
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while chunk := handle.read(1 << 20):

@@ -4,6 +4,7 @@ formats)."""
 
 from __future__ import annotations
 
+import hashlib
 import random
 from datetime import UTC, datetime
 from pathlib import Path
@@ -128,6 +129,11 @@ def _same_version(engine: Engine, data_dir: Path, project_id: int, **flt: Any) -
     assert [(f["path"], f["rows"]) for f in fast_manifest["files"]] == [
         (f["path"], f["rows"]) for f in slow_manifest["files"]
     ]
+    for version, root in ((fast, fast_root), (slow, slow_root)):  # hashed while written
+        for entry in version.manifest["files"]:
+            data = (root / entry["path"]).read_bytes()
+            digest = hashlib.sha256(data).hexdigest()
+            assert (entry["bytes"], entry["sha256"]) == (len(data), digest)
     return fast_rows
 
 
