@@ -120,30 +120,33 @@ def run(
     warmup: float = 1.0,
 ) -> WrkResult:
     """Load ``http://host:port/path`` with bodies from the Lua ``body(n)`` in ``lua``."""
-    lua_headers = "{" + ", ".join(
-        f"[{lua_string(k)}] = {lua_string(v)}" for k, v in headers.items()
-    )
-    script = _SCRIPT.format(
+    url = f"http://{host}:{port}{path}"
+    if warmup > 0:
+        _wrk(url, _script(path, headers, lua), connections, warmup)
+    return _wrk(url, _script(path, headers, lua), connections, seconds)
+
+
+def _script(path: str, headers: dict[str, str], lua: str) -> str:
+    """The Lua script with a run id of its own: every wrk run (the warm-up too) sends new
+    event UUIDs, never the previous run's (which would be answered as duplicates)."""
+    pairs = ", ".join(f"[{lua_string(k)}] = {lua_string(v)}" for k, v in headers.items())
+    return _SCRIPT.format(
         path=lua_string(path),
-        headers=lua_headers + "}",
+        headers="{" + pairs + "}",
         run=lua_string(uuid.uuid4().hex[:8]),
         data=lua,
     )
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", prefix="corrigenda-wrk-") as file:
-        file.write(script)
-        file.flush()
-        url = f"http://{host}:{port}{path}"
-        if warmup > 0:
-            _wrk(url, file.name, connections, warmup)
-        return _wrk(url, file.name, connections, seconds)
 
 
 def _wrk(url: str, script: str, connections: int, seconds: float) -> WrkResult:
-    command = [
-        "wrk", "-t", str(min(THREADS, connections)), "-c", str(connections),
-        "-d", f"{max(1, round(seconds))}s", "--timeout", "10s", "-s", script, url,
-    ]  # fmt: skip
-    found = subprocess.run(command, capture_output=True, text=True, check=True)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", prefix="corrigenda-wrk-") as file:
+        file.write(script)
+        file.flush()
+        command = [
+            "wrk", "-t", str(min(THREADS, connections)), "-c", str(connections),
+            "-d", f"{max(1, round(seconds))}s", "--timeout", "10s", "-s", file.name, url,
+        ]  # fmt: skip
+        found = subprocess.run(command, capture_output=True, text=True, check=True)
     line = next(x for x in found.stdout.splitlines() if x.startswith("WRK-RESULT "))
     data = orjson.loads(line.removeprefix("WRK-RESULT "))
     return WrkResult(
