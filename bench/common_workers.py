@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import random
 import uuid
+from array import array
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -86,21 +87,43 @@ def dress(rng: random.Random, tokens: list[str]) -> str:
 
 def corpus(n: int, duplicate_share: float = 0.2, seed: int = 42) -> tuple[list[str], list[int]]:
     """``n`` texts and the planted group of each (near-duplicates share their base's group)."""
+    texts: list[str] = []
+    groups: list[int] = []
+    for chunk_texts, chunk_groups in corpus_chunks(n, n or 1, duplicate_share, seed):
+        texts += chunk_texts
+        groups += chunk_groups
+    return texts, groups
+
+
+def corpus_chunks(
+    n: int, chunk: int, duplicate_share: float = 0.2, seed: int = 42
+) -> Iterator[tuple[list[str], list[int]]]:
+    """The same texts and groups as ``corpus``, ``chunk`` at a time, so a 1M-text run does not
+    hold its input in memory: the planted bases are kept as word numbers (2 bytes a word)."""
     rng = random.Random(seed)
     words = vocabulary(rng)
-    bases: list[list[str]] = []
+    number = {word: i for i, word in enumerate(words)}
+    flat = array("H")  # every base's word numbers, one after another
+    starts = array("Q", [0])  # base g is flat[starts[g]:starts[g + 1]]
     texts: list[str] = []
     groups: list[int] = []
     for _ in range(n):
-        if bases and rng.random() < duplicate_share:
-            group = rng.randrange(len(bases))
-            texts.append(dress(rng, edit(rng, bases[group], words)))
+        if len(starts) > 1 and rng.random() < duplicate_share:
+            group = rng.randrange(len(starts) - 1)
+            base = [words[i] for i in flat[starts[group] : starts[group + 1]]]
+            texts.append(dress(rng, edit(rng, base, words)))
         else:
-            group = len(bases)
-            bases.append(body(rng, words))
-            texts.append(dress(rng, bases[group]))
+            group = len(starts) - 1
+            tokens = body(rng, words)
+            flat.extend(number[word] for word in tokens)
+            starts.append(len(flat))
+            texts.append(dress(rng, tokens))
         groups.append(group)
-    return texts, groups
+        if len(texts) == chunk:
+            yield texts, groups
+            texts, groups = [], []
+    if texts:
+        yield texts, groups
 
 
 def pair_scores(groups: list[int], clusters: list[int]) -> tuple[float, float]:

@@ -26,6 +26,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -35,7 +36,7 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import loadgen  # noqa: E402
+from bench import loadgen, wrk  # noqa: E402
 from corrigenda.db import make_engine  # noqa: E402
 from corrigenda.models import Prediction, metadata  # noqa: E402
 from corrigenda.tokens import TokenSigner  # noqa: E402
@@ -127,74 +128,113 @@ def prepare(url: str) -> dict:  # type: ignore[type-arg]
     return keys
 
 
-def counter() -> Callable[[], int]:
-    state = {"n": 0}
+@dataclass(frozen=True)
+class Load:
+    """One scenario's requests: ``body(n)`` for the asyncio generator, ``lua`` (defining
+    ``body(n)``) for wrk — the same bodies either way, each event with a fresh UUID."""
 
-    def next_n() -> int:
-        state["n"] += 1
-        return state["n"]
+    path: str
+    headers: dict[str, str]
+    body: Callable[[int], bytes]
+    lua: str
 
-    return next_n
+
+def _event_json(fields: str) -> str:
+    """Lua: one event object with a fresh id followed by ``fields`` (a Lua expression)."""
+    return "'{\"id\":\"' .. uuid() .. '\",' .. " + fields + " .. '}'"
 
 
-def single_ours(port: int, keys: dict) -> Callable[[], bytes]:  # type: ignore[type-arg]
+def single_ours(keys: dict) -> Load:  # type: ignore[type-arg]
     headers = {
         "Authorization": f"Bearer {keys['pk']}",
         "Origin": ORIGIN,
         "Content-Type": "application/json",
     }
-    n = counter()
-    preds = keys["predictions"]
+    tokens = [token for _, _, token in keys["predictions"]]
 
-    def make() -> bytes:
-        _, _, token = preds[n() % len(preds)]
-        body = orjson.dumps({"id": str(uuid.uuid4()), "token": token, "kind": "accept"})
-        return loadgen.build_request(HOST, port, "/api/v1/feedback", body, headers)
+    def body(n: int) -> bytes:
+        event = {"id": str(uuid.uuid4()), "token": tokens[n % len(tokens)], "kind": "accept"}
+        return orjson.dumps(event)
 
-    return make
-
-
-def single_bare(port: int, keys: dict) -> Callable[[], bytes]:  # type: ignore[type-arg]
-    headers = {"Content-Type": "application/json"}
-    n = counter()
-    preds = keys["predictions"]
-
-    def make() -> bytes:
-        row_id, _, _ = preds[n() % len(preds)]
-        body = orjson.dumps({"id": str(uuid.uuid4()), "prediction_id": row_id, "kind": "accept"})
-        return loadgen.build_request(HOST, port, "/bare", body, headers)
-
-    return make
+    fields = '\'"token":"\' .. tokens[n % #tokens + 1] .. \'","kind":"accept"\''
+    lua = (
+        f"local tokens = {wrk.lua_list(tokens)}\nfunction body(n) return {_event_json(fields)} end"
+    )
+    return Load("/api/v1/feedback", headers, body, lua)
 
 
-def batch_ours(port: int, keys: dict, size: int = 500) -> Callable[[], bytes]:  # type: ignore[type-arg]
+def single_bare(keys: dict) -> Load:  # type: ignore[type-arg]
+    row_ids = [str(row_id) for row_id, _, _ in keys["predictions"]]
+
+    def body(n: int) -> bytes:
+        event = {"id": str(uuid.uuid4()), "prediction_id": int(row_ids[n % len(row_ids)])}
+        return orjson.dumps(event | {"kind": "accept"})
+
+    fields = '\'"prediction_id":\' .. rows[n % #rows + 1] .. \',"kind":"accept"\''
+    lua = f"local rows = {wrk.lua_list(row_ids)}\nfunction body(n) return {_event_json(fields)} end"
+    return Load("/bare", {"Content-Type": "application/json"}, body, lua)
+
+
+def _batch_lua(name: str, values: list[str], fields: str, size: int) -> str:
+    return f"""local {name} = {wrk.lua_list(values)}
+function body(n)
+  local events = {{}}
+  for i = 1, {size} do
+    events[i] = {_event_json(fields)}
+  end
+  return '{{"events":[' .. table.concat(events, ",") .. ']}}'
+end"""
+
+
+def batch_ours(keys: dict, size: int = 500) -> Load:  # type: ignore[type-arg]
     headers = {"Authorization": f"Bearer {keys['sk']}", "Content-Type": "application/json"}
-    preds = keys["predictions"]
+    clients = [client_id for _, client_id, _ in keys["predictions"]]
 
-    def make() -> bytes:
+    def body(_n: int) -> bytes:
         events = [
-            {"id": str(uuid.uuid4()), "prediction": preds[i % len(preds)][1], "kind": "accept"}
+            {"id": str(uuid.uuid4()), "prediction": clients[i % len(clients)], "kind": "accept"}
             for i in range(size)
         ]
-        return loadgen.build_request(
-            HOST, port, "/api/v1/feedback", orjson.dumps({"events": events}), headers
-        )
+        return orjson.dumps({"events": events})
 
-    return make
+    fields = '\'"prediction":"\' .. clients[(i - 1) % #clients + 1] .. \'","kind":"accept"\''
+    return Load("/api/v1/feedback", headers, body, _batch_lua("clients", clients, fields, size))
 
 
-def batch_bare(port: int, keys: dict, size: int = 500) -> Callable[[], bytes]:  # type: ignore[type-arg]
-    headers = {"Content-Type": "application/json"}
-    preds = keys["predictions"]
+def batch_bare(keys: dict, size: int = 500) -> Load:  # type: ignore[type-arg]
+    row_ids = [str(row_id) for row_id, _, _ in keys["predictions"]]
 
-    def make() -> bytes:
+    def body(_n: int) -> bytes:
         events = [
-            {"id": str(uuid.uuid4()), "prediction_id": preds[i % len(preds)][0], "kind": "accept"}
+            {"id": str(uuid.uuid4()), "prediction_id": int(row_ids[i % len(row_ids)])}
+            | {"kind": "accept"}
             for i in range(size)
         ]
-        return loadgen.build_request(HOST, port, "/bare", orjson.dumps({"events": events}), headers)
+        return orjson.dumps({"events": events})
 
-    return make
+    fields = '\'"prediction_id":\' .. rows[(i - 1) % #rows + 1] .. \',"kind":"accept"\''
+    return Load(
+        "/bare",
+        {"Content-Type": "application/json"},
+        body,
+        _batch_lua("rows", row_ids, fields, size),
+    )
+
+
+def load(port: int, scenario: Load, args: argparse.Namespace) -> loadgen.Result | wrk.WrkResult:
+    """Run one scenario against ``port`` with wrk, or the asyncio generator without it."""
+    if args.loadgen == "wrk":
+        return wrk.run(
+            HOST, port, scenario.path, scenario.headers, scenario.lua,
+            connections=args.connections, seconds=args.seconds,
+        )  # fmt: skip
+    count = iter(range(1 << 62))
+
+    def make() -> bytes:
+        body = scenario.body(next(count))
+        return loadgen.build_request(HOST, port, scenario.path, body, scenario.headers)
+
+    return loadgen.run(HOST, port, make, connections=args.connections, seconds=args.seconds)
 
 
 def app_env(url: str, redis_url: str | None = None, queue: str = "") -> dict[str, str]:
@@ -221,15 +261,11 @@ def measure(
 ) -> None:
     (ours, bare), (our_server, bare_server) = scenario, servers
     with our_server("webapp:create_app()", env, args) as port:
-        mine = loadgen.run(
-            HOST, port, ours(port, keys), connections=args.connections, seconds=args.seconds
-        )
+        mine = load(port, ours(keys), args)
     bare_env = {"BARE_DATABASE_URL": env["CORRIGENDA_DATABASE_URL"]}
     bare_env["BARE_PROJECT_ID"] = str(keys["project_id"])
     with bare_server("bench.bare_app:app", bare_env, args) as port:
-        base = loadgen.run(
-            HOST, port, bare(port, keys), connections=args.connections, seconds=args.seconds
-        )
+        base = load(port, bare(keys), args)
     for label, result in (("ours", mine), ("bare", base)):
         print(
             f"{name:28} {label:5} {result.rate:9.0f} req/s"
@@ -277,7 +313,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
     parser.add_argument("--waitress-threads", type=int, default=8)
     parser.add_argument("--only", choices=["pg", "sqlite"])
+    parser.add_argument(
+        "--loadgen", choices=["wrk", "python"], default="wrk" if wrk.available() else "python",
+        help="wrk when installed (apt-get install wrk), else bench/loadgen.py",
+    )  # fmt: skip
     args = parser.parse_args()
+    used = f"{wrk.version()} ({wrk.THREADS} threads)" if args.loadgen == "wrk" else "loadgen.py"
+    print(f"load generator: {used}, the same for ours and bare", flush=True)
     print(
         f"cpus={os.cpu_count()} connections={args.connections} seconds={args.seconds}"
         f" gunicorn={args.workers}x{args.threads} waitress threads={args.waitress_threads}"

@@ -11,17 +11,22 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import os
 import resource
 import sys
+import tempfile
 import time
+from array import array
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common_workers import corpus, pair_scores, throwaway_database  # noqa: E402
+from common_workers import corpus_chunks, pair_scores, throwaway_database  # noqa: E402
 
 from corrigenda.clustering import assign_clusters, minhash, prepare_texts  # noqa: E402
 from corrigenda.db import make_engine, transaction  # noqa: E402
@@ -30,8 +35,10 @@ from corrigenda.normalize import normalize_text  # noqa: E402
 
 
 def cluster_all(
-    url: str, texts: list[str], *, near: bool, slug: str, chunk: int
+    url: str, texts: Path, *, near: bool, slug: str, chunk: int
 ) -> tuple[float, list[int]]:
+    """Cluster the texts of the file (one JSON string a line) ``chunk`` at a time; the file
+    stands in for the database the worker reads its inputs from."""
     engine = make_engine(url)
     with transaction(engine) as session:
         project = Project(slug=slug, name=slug)
@@ -40,20 +47,22 @@ def cluster_all(
         project_id = project.id
     clusters: list[int] = []
     started = time.perf_counter()
-    starts = range(0, len(texts), chunk)
+    lines = texts.open("rb")
+    numbered = enumerate(orjson.loads(line) for line in lines)
 
-    def batch(index: int) -> list[tuple[int, str]]:
-        return list(enumerate(texts[starts[index] : starts[index] + chunk], starts[index]))
+    def batch() -> list[tuple[int, str]]:
+        return list(itertools.islice(numbered, chunk))
 
-    # The next batch is normalised and MinHashed in a thread while this one is in the
+    # The next batch is read, normalised and MinHashed in a thread while this one is in the
     # database (numpy and the driver's socket waits release the GIL).
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        upcoming = pool.submit(prepare_texts, batch(0), signatures=near) if starts else None
-        for index in range(len(starts)):
-            part = batch(index)
-            prepared = upcoming.result()  # type: ignore[union-attr]
-            if index + 1 < len(starts):
-                upcoming = pool.submit(prepare_texts, batch(index + 1), signatures=near)
+    with ThreadPoolExecutor(max_workers=1) as pool, lines:
+        part = batch()
+        upcoming = pool.submit(prepare_texts, part, signatures=near)
+        while part:
+            prepared = upcoming.result()
+            following = batch()
+            if following:
+                upcoming = pool.submit(prepare_texts, following, signatures=near)
             with transaction(engine) as session:
                 result = assign_clusters(
                     session,
@@ -63,6 +72,7 @@ def cluster_all(
                     prepared=prepared,
                 )
             clusters.extend(result.clusters[i] for i, _ in part)
+            part = following
     elapsed = time.perf_counter() - started
     engine.dispose()
     return elapsed, clusters
@@ -91,28 +101,51 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=20_000, help="texts per transaction")
     parser.add_argument("--skip-exact", action="store_true", help="no exact-hash baseline")
     args = parser.parse_args()
-    texts, groups = corpus(args.texts)
-    print(f"texts: {len(texts):,} ({len(set(groups)):,} planted groups, 20 % near-duplicates)")
+    with tempfile.TemporaryDirectory() as folder:
+        texts = Path(folder) / "texts.jsonl"
+        groups, sample = write_corpus(texts, args.texts)
+        print(f"texts: {len(groups):,} ({len(set(groups)):,} planted groups, 20 % near-duplicates)")
+        measure_normalise_and_minhash(sample)
+        del sample
+        corpus_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        gc.collect()
+        reset = reset_peak_rss()
+        baseline_mb = rss_mb("VmRSS")
+        print(
+            f"peak RSS while writing the corpus to a file: {corpus_peak_mb:,.0f} MB; "
+            f"RSS before clustering: {baseline_mb:,.0f} MB"
+        )
+        run_clustering(args, texts, groups, reset, baseline_mb)
 
-    sample = texts[:100_000]  # throughput figures on a sample: the 1M run measures memory
+
+def write_corpus(path: Path, n: int) -> tuple[array, list[str]]:
+    """The corpus to a file, one JSON string a line (read back batch by batch while
+    clustering, as a worker reads its inputs); the planted groups; the first 100,000 texts."""
+    groups = array("L")
+    sample: list[str] = []
+    with path.open("wb") as out:
+        for texts, chunk_groups in corpus_chunks(n, 20_000):
+            out.write(b"".join(orjson.dumps(t) + b"\n" for t in texts))
+            groups.extend(chunk_groups)
+            if len(sample) < 100_000:
+                sample += texts[: 100_000 - len(sample)]
+    return groups, sample
+
+
+def measure_normalise_and_minhash(sample: list[str]) -> None:
     started = time.perf_counter()
     normalized = [normalize_text(t) for t in sample]
     normalize_seconds = time.perf_counter() - started
     started = time.perf_counter()
     minhash(normalized)
     minhash_seconds = time.perf_counter() - started
-    del normalized
     print(f"normalise: {len(sample) / normalize_seconds:,.0f} texts/s")
     print(f"minhash (numpy, 128 perms): {len(sample) / minhash_seconds:,.0f} signatures/s")
-    before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    gc.collect()
-    reset = reset_peak_rss()
-    corpus_mb = rss_mb("VmRSS")
-    print(
-        f"peak RSS while building the corpus: {before_mb:,.0f} MB; "
-        f"RSS with the corpus in memory: {corpus_mb:,.0f} MB"
-    )
 
+
+def run_clustering(
+    args: argparse.Namespace, texts: Path, groups: array, reset: bool, baseline_mb: float
+) -> None:
     with throwaway_database() as url:
         engine = make_engine(url)
         metadata.create_all(engine)
@@ -120,7 +153,7 @@ def main() -> None:
         lsh_seconds, lsh = cluster_all(url, texts, near=True, slug="lsh", chunk=args.chunk)
         clustering_peak = rss_mb("VmHWM") if reset else float("nan")
         exact_seconds, exact = (
-            (float("nan"), list(range(len(texts))))
+            (float("nan"), list(range(len(groups))))
             if args.skip_exact
             else cluster_all(url, texts, near=False, slug="exact", chunk=args.chunk)
         )
@@ -128,17 +161,17 @@ def main() -> None:
     precision, recall = pair_scores(groups, lsh)
     exact_precision, exact_recall = pair_scores(groups, exact)
     print(
-        f"exact-hash only: {exact_seconds:.1f} s ({len(texts) / exact_seconds:,.0f} texts/s), "
+        f"exact-hash only: {exact_seconds:.1f} s ({len(groups) / exact_seconds:,.0f} texts/s), "
         f"precision {exact_precision:.4f} recall {exact_recall:.4f}"
     )
     print(
-        f"MinHash LSH:     {lsh_seconds:.1f} s ({len(texts) / lsh_seconds:,.0f} texts/s), "
+        f"MinHash LSH:     {lsh_seconds:.1f} s ({len(groups) / lsh_seconds:,.0f} texts/s), "
         f"precision {precision:.4f} recall {recall:.4f}"
     )
     print(f"LSH / exact time ratio: {lsh_seconds / exact_seconds:.2f}")
     print(
-        f"peak RSS while clustering (input texts included): {clustering_peak:,.0f} MB "
-        f"(+{clustering_peak - corpus_mb:,.0f} MB over the corpus)"
+        f"peak RSS while clustering: {clustering_peak:,.0f} MB "
+        f"(+{clustering_peak - baseline_mb:,.0f} MB over the process before clustering)"
     )
     print(f"peak RSS of the whole benchmark (corpus generation included): {peak_mb:,.0f} MB")
     print("load average: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))

@@ -21,13 +21,15 @@ band keys are stored and shared by every worker.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlmodel import Session, col, select
 
 from .bulk import array_literal, chunks, copy_bigints, dialect, insert_ignore, lock_project
@@ -406,7 +408,8 @@ def _place_new(
     if near_duplicates:
         signatures = prepared.signatures_of(fresh)
         keys = stored_band_keys(project_id, signatures)
-        candidate_keys, candidate_clusters = _stored_candidates(session, keys)
+        stored = _band_filter(session, project_id)
+        candidate_keys, candidate_clusters = _stored_candidates(session, stored.present(keys))
         cluster_ids, cluster_signatures = _signatures(
             session, project_id, np.unique(candidate_clusters)
         )
@@ -431,11 +434,144 @@ def _place_new(
         signatures[founders] if near_duplicates else None,
         keys[founders],
     )
+    if near_duplicates and ids.size:
+        _pending(session, project_id, keys[founders], int(ids.max()))
     new_id = np.full(len(fresh), -1, dtype=np.int64)
     new_id[founders] = ids
     cluster = np.where(plan.stored >= 0, plan.stored, new_id[plan.leader])
     placed = dict(zip(fresh, cluster.tolist(), strict=True))
     return placed, ids.tolist(), len(fresh) - founders.size
+
+
+class BandFilter:
+    """A superset of one project's stored band keys, kept in the process, so a batch asks
+    the database only about keys that may exist (most of a batch's keys are new). Holds the
+    keys' low 32 bits (uint32, sorted segments merged like a binary counter): a key of
+    another band with the same bits only costs one needless index probe.
+
+    Kept complete by a high-water mark of cluster ids: ids are reserved from the sequence
+    (SQLite: max rowid + 1) while the project's processing lock is held, and the lock is
+    held until commit, so every cluster committed after the filter last read the database
+    has a larger id than any it has seen. Each ``assign_clusters`` call reads, under the
+    lock, the clusters above the mark and derives their keys from their signatures (a
+    cluster's band rows are exactly ``stored_band_keys`` of its signature). The caller's own
+    new keys join at once (an extra key is harmless) but the mark only moves past its own
+    ids after its commit: a rolled-back id may be reused (SQLite)."""
+
+    def __init__(self, mark: int, keys: np.ndarray) -> None:
+        self.mark = mark
+        self.segments: list[np.ndarray] = []
+        self.guard = threading.Lock()
+        self.add(keys)
+
+    def add(self, keys: np.ndarray) -> None:
+        low = np.unique((keys.ravel() & 0xFFFFFFFF).astype(np.uint32))
+        if not low.size:
+            return
+        with self.guard:
+            segments = [*self.segments, low]
+            while len(segments) > 1 and segments[-2].size <= 2 * segments[-1].size:
+                merged = np.concatenate(segments[-2:])
+                merged.sort(kind="stable")  # two sorted runs: linear
+                segments[-2:] = [merged]
+            self.segments = segments
+
+    def present(self, keys: np.ndarray) -> np.ndarray:
+        """The distinct keys among ``keys`` that may be stored."""
+        unique = np.unique(keys)
+        low = (unique & 0xFFFFFFFF).astype(np.uint32)
+        hit = np.zeros(unique.size, dtype=bool)
+        for segment in self.segments:
+            where = np.minimum(np.searchsorted(segment, low), segment.size - 1)
+            hit |= segment[where] == low
+        return unique[hit]
+
+
+_FILTERS: weakref.WeakKeyDictionary[Any, dict[int, BandFilter]] = weakref.WeakKeyDictionary()
+_FILTERS_GUARD = threading.Lock()
+_SESSION_KEY = "corrigenda.clustering.band_filter"
+
+
+def _band_filter(session: Session, project_id: int) -> BandFilter:
+    """The project's filter, brought up to date (the project lock is held)."""
+    engine = session.get_bind()
+    with _FILTERS_GUARD:
+        filters = _FILTERS.setdefault(engine, {})
+    pending = _session_pending(session)
+    current = filters.get(project_id)
+    if current is not None and project_id not in pending:
+        # the first call of this transaction: the clusters others committed since; the
+        # mark's own row must still be there (tables emptied or recreated: load afresh)
+        rows = _fetch(
+            session,
+            text(
+                "SELECT id, signature FROM cluster WHERE id >= :mark AND project_id = :project "
+                "ORDER BY id"
+            ),
+            {"mark": current.mark, "project": project_id},
+        )
+        if current.mark and (not rows or rows[0][0] != current.mark):
+            current = None
+        elif rows:
+            new = rows[1:] if current.mark else rows
+            blobs = [bytes(b) for _, b in new if b and len(b) == NUM_PERM * 4]
+            if blobs:
+                matrix = np.frombuffer(b"".join(blobs), dtype="<u4").reshape(-1, NUM_PERM)
+                current.add(band_keys(matrix.astype(np.uint32)))
+            with current.guard:
+                current.mark = max(current.mark, int(rows[-1][0]))
+    if current is None:
+        current = _load_filter(session, project_id)
+        filters[project_id] = current
+    pending.setdefault(project_id, (current, -1))
+    return current
+
+
+def _load_filter(session: Session, project_id: int) -> BandFilter:
+    """All stored keys in the project's key range (other projects' keys sharing the
+    project's low bits included: false candidates only) and the project's highest id."""
+    project = (int(project_id) & ((1 << _PROJECT_BITS) - 1)) << 40
+    mark = session.execute(
+        select(Cluster.id)
+        .where(Cluster.project_id == project_id)
+        .order_by(col(Cluster.id).desc())
+        .limit(1)
+    ).scalar()
+    rows = session.execute(
+        text("SELECT band_key FROM lsh_band WHERE band_key >= :lo AND band_key < :hi"),
+        {"lo": project, "hi": project + (1 << 40)},
+    ).scalars()
+    keys = np.fromiter(rows, dtype=np.int64)
+    return BandFilter(int(mark or 0), keys)
+
+
+def _session_pending(session: Session) -> dict[int, tuple[BandFilter, int]]:
+    """Per project touched in this transaction: its filter and the highest cluster id this
+    transaction created (-1: none). On commit the filters' marks move past those ids."""
+    pending = session.info.get(_SESSION_KEY)
+    if pending is None:
+        pending = session.info[_SESSION_KEY] = {}
+        event.listen(session, "after_commit", _committed)
+        event.listen(session, "after_rollback", _rolled_back)
+    return pending
+
+
+def _pending(session: Session, project_id: int, keys: np.ndarray, top: int) -> None:
+    pending = _session_pending(session)
+    current, mark = pending[project_id]
+    current.add(keys)
+    pending[project_id] = (current, max(mark, top))
+
+
+def _committed(session: Session) -> None:
+    for current, top in session.info.pop(_SESSION_KEY, {}).values():
+        with current.guard:
+            current.mark = max(current.mark, top)
+    session.info[_SESSION_KEY] = {}
+
+
+def _rolled_back(session: Session) -> None:
+    session.info[_SESSION_KEY] = {}
 
 
 def _stored_candidates(session: Session, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -33,9 +33,11 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
 def _init_api(app: Flask, settings: Settings) -> None:
     from .api.auth import init_key_cache
     from .api.limits import init_limiter
+    from .api.sessions import SessionInterface
 
     init_limiter(app, settings)
     init_key_cache(app)
+    app.session_interface = SessionInterface()
 
 
 def _init_auth(app: Flask) -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import time
+import uuid
+
 import pytest
+import redis
 from sqlmodel import Session, select
 
 from corrigenda.db import transaction
@@ -10,6 +14,7 @@ from corrigenda.keys import find_active_key, revoke_api_key
 from corrigenda.models import ApiKey
 from tests.conftest import make_test_settings
 from webapp import create_app
+from webapp.api.limits import RedisCounters, Window
 
 from .conftest import ORIGIN, count_events, count_predictions, event, log, pk, prediction, sk
 
@@ -122,6 +127,37 @@ def test_rate_limit_per_address(db_url, tmp_path, keys) -> None:
     ]
     assert codes == [201, 201, 429]
     app.extensions["corrigenda.engine"].dispose()
+
+
+@pytest.mark.redis
+def test_redis_counters_shared_by_processes_never_admit_more_than_the_limit(redis_url) -> None:
+    """Two processes' counters on one Redis window, reserving in blocks: together they admit
+    at most the limit, and refuse early by no more than the last small blocks left unused."""
+    key = f"corrigenda:test:rl:{uuid.uuid4().hex}:key:k:1000/60:{int(time.time()) + 3600}"
+    window = [Window(key, 1000, 60)]
+    processes = [RedisCounters(redis_url), RedisCounters(redis_url)]
+    now = time.time()
+    admitted = [0, 0]
+    for n in range(1200):
+        which = 0 if n % 3 else 1  # uneven traffic
+        (count,) = processes[which].hit(window, now)
+        admitted[which] += count <= 1000
+    assert 1000 - 2 * 4 <= sum(admitted) <= 1000
+    assert min(admitted) > 0
+    total = int(redis.Redis.from_url(redis_url).get(key) or 0)
+    assert total >= 1200 - 2 * RedisCounters.MAX_BLOCK  # refused requests are counted too
+    redis.Redis.from_url(redis_url).delete(key)
+
+
+@pytest.mark.redis
+def test_small_limits_are_counted_one_request_at_a_time(redis_url) -> None:
+    key = f"corrigenda:test:rl:{uuid.uuid4().hex}:key:k:20/60:{int(time.time()) + 3600}"
+    counters = RedisCounters(redis_url)
+    store = redis.Redis.from_url(redis_url)
+    for n in range(1, 6):
+        assert counters.hit([Window(key, 20, 60)], time.time()) == [n]
+        assert int(store.get(key) or 0) == n  # nothing reserved ahead
+    store.delete(key)
 
 
 def test_body_over_the_limit_is_413(db_url, tmp_path, keys, engine) -> None:

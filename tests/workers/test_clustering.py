@@ -30,6 +30,7 @@ from corrigenda.models import Project, metadata
 from corrigenda.normalize import content_hash, normalize_text
 
 BASE = "the app crashes every time i upload a photo from my gallery on android twelve"
+OTHER_BASE = "my invoice for march was charged twice on tuesday and the refund never arrived"
 
 
 def test_normalisation_folds_unicode_case_and_whitespace() -> None:
@@ -266,3 +267,36 @@ def test_concurrent_callers_on_postgresql_share_one_cluster(pg_url: str) -> None
         thread.join()
     engine.dispose()
     assert results[0] == results[1]
+
+
+def test_clusters_another_process_committed_are_seen_by_a_warm_filter(engine: Engine) -> None:
+    """Each engine keeps its own in-process band-key filter (as another worker process
+    would): clusters committed through one must be found by the other's next batch, also
+    after a rolled-back batch whose ids the database may hand out again (SQLite)."""
+    project_id = new_project(engine, "filter")
+    other = make_engine(str(engine.url.render_as_string(hide_password=False)))
+    try:
+        with transaction(engine) as session:  # warms this engine's filter
+            assign_clusters(session, project_id=project_id, texts=[(0, "an unrelated text")])
+        with transaction(other) as session:
+            created = assign_clusters(session, project_id=project_id, texts=[(1, BASE)])
+        edited = BASE.replace("twelve", "thirteen")
+        with transaction(engine) as session:
+            joined = assign_clusters(session, project_id=project_id, texts=[(2, edited)])
+        assert joined.clusters[2] == created.clusters[1] and joined.near_duplicates == 1
+
+        second = OTHER_BASE
+        try:
+            with transaction(engine) as session:
+                assign_clusters(session, project_id=project_id, texts=[(3, second)])
+                raise RuntimeError("roll back")
+        except RuntimeError:
+            pass
+        with transaction(other) as session:
+            founded = assign_clusters(session, project_id=project_id, texts=[(4, second)])
+        with transaction(engine) as session:
+            variant = second.replace("tuesday", "wednesday")
+            found = assign_clusters(session, project_id=project_id, texts=[(5, variant)])
+        assert found.clusters[5] == founded.clusters[4] and found.near_duplicates == 1
+    finally:
+        other.dispose()

@@ -94,7 +94,7 @@ def _checked_events(
 ) -> list[EventToStore]:
     """Validate each event on its own; rejected and in-batch duplicate results are filled in."""
     to_store: list[EventToStore] = []
-    seen: set[Any] = set()
+    seen: set[int] = set()  # UUIDs as ints: UUID.__hash__ is Python code
     for index, raw in enumerate(raw_events):
         prefix: tuple[str | int, ...] = ("events", index) if batch else ()
         try:
@@ -102,10 +102,10 @@ def _checked_events(
         except Rejected as exc:
             results[index] = _rejected(raw, exc)
             continue
-        if item.event.id in seen:
+        if item.event.id.int in seen:
             results[index] = {"id": str(item.event.id), "status": "duplicate"}
             continue
-        seen.add(item.event.id)
+        seen.add(item.event.id.int)
         to_store.append(item)
     return to_store
 

@@ -1,7 +1,7 @@
 """Rate limits on the JSON API: per key and per client address, fixed windows.
 
 Counters live in Redis when ``CORRIGENDA_REDIS_URL`` is set (shared by every gunicorn
-worker; both counters in ONE pipelined round trip), in memory otherwise. If Redis is
+worker; reserved in small blocks, see ``RedisCounters``), in memory otherwise. If Redis is
 unreachable the limiter counts in memory for a few seconds rather than failing requests.
 A refused request gets 429 problem+json with ``Retry-After``.
 
@@ -65,24 +65,82 @@ class MemoryCounters:
             return counts
 
     def _purge(self, now: float) -> None:
-        current = {k: v for k, v in self._counts.items() if int(k.rsplit(":", 1)[1]) > now}
+        current = {k: v for k, v in self._counts.items() if _window_end_of(k) > now}
         self._counts = current
         self._purge_at = now + 1.0
 
 
 class RedisCounters:
-    """Fixed-window counters in Redis: INCR + EXPIRE for every window in one pipeline."""
+    """Fixed-window counters in Redis, shared by every process, reserved in blocks.
+
+    A Redis round trip per request (INCR + EXPIRE for each window) cost ~0.6 ms of CPU per
+    request under load, most of it thread wake-ups and GIL hand-overs around the wait. So a
+    process reserves units of a window in blocks (``INCRBY``) and hands them out locally;
+    one pipelined round trip renews every window whose block ran out.
+
+    Reserved units count as used in Redis, so all processes together never admit more than
+    the limit. A block is at most 1/``BLOCK_SHARE`` of what the window had left at the
+    previous reservation (and at most ``MAX_BLOCK``): it shrinks to one unit as the window
+    fills, so near the limit every request is counted in Redis as before, and units another
+    process reserved but did not use can refuse a request early by at most that small block.
+    Small limits (under ``BLOCK_SHARE`` × 2) are always counted one request at a time.
+    """
+
+    MAX_BLOCK = 32
+    BLOCK_SHARE = 16
 
     def __init__(self, url: str) -> None:
         self._client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+        self._blocks: dict[str, Block] = {}
+        self._lock = threading.Lock()
+        self._purge_at = 0.0
 
     def hit(self, windows: list[Window], now: float) -> list[int]:
+        """Each window's count including this request (above the limit means refused)."""
+        counts: list[int | None] = []
+        renew: list[tuple[int, Window, int]] = []
+        with self._lock:
+            if now >= self._purge_at:
+                self._purge(now)
+            for index, window in enumerate(windows):
+                block = self._blocks.get(window.key)
+                if block is not None and block.next <= block.last:
+                    counts.append(block.next)
+                    block.next += 1
+                else:
+                    seen = block.reserved_to if block is not None else 0
+                    size = (window.amount - seen) // self.BLOCK_SHARE
+                    renew.append((index, window, max(1, min(self.MAX_BLOCK, size))))
+                    counts.append(None)
+        if renew:
+            self._reserve(renew, counts)
+        return counts  # type: ignore[return-value]
+
+    def _reserve(self, renew: list[tuple[int, Window, int]], counts: list[int | None]) -> None:
         pipe = self._client.pipeline(transaction=False)
-        for window in windows:
-            pipe.incr(window.key)
+        for _, window, size in renew:
+            pipe.incrby(window.key, size)
             pipe.expire(window.key, window.seconds + 1)
-        replies = pipe.execute()
-        return [int(count) for count in replies[::2]]
+        totals = [int(total) for total in pipe.execute()[::2]]
+        with self._lock:
+            for (index, window, size), total in zip(renew, totals, strict=True):
+                first = total - size + 1  # our units are first..total
+                counts[index] = first
+                usable = min(total, window.amount)
+                self._blocks[window.key] = Block(next=first + 1, last=usable, reserved_to=total)
+
+    def _purge(self, now: float) -> None:
+        self._blocks = {k: b for k, b in self._blocks.items() if _window_end_of(k) > now}
+        self._purge_at = now + 1.0
+
+
+@dataclass(slots=True)
+class Block:
+    """Units ``next``..``last`` of a window are this process's to hand out."""
+
+    next: int
+    last: int
+    reserved_to: int  # the window's total in Redis after our last reservation
 
 
 class RateLimiter:
@@ -135,7 +193,11 @@ class RateLimiter:
 
 
 def _window_end(window: Window) -> float:
-    return float(window.key.rsplit(":", 1)[1])
+    return _window_end_of(window.key)
+
+
+def _window_end_of(key: str) -> float:
+    return float(key.rsplit(":", 1)[1])
 
 
 def client_key_identity() -> str:
