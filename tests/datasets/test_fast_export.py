@@ -28,6 +28,8 @@ from corrigenda.models import DatasetVersion, Example, Prediction, Project
 from tests.datasets.conftest import add_examples, new_project, version_dir
 
 FAST = ["jsonl", "parquet", "hf"]
+# The first format's pass counts the manifest: JSONL by its statistics key, Parquet by its columns.
+PARQUET_FIRST = ["parquet", "hf", "jsonl"]
 
 
 @pytest.fixture
@@ -77,11 +79,18 @@ def _seed(engine: Engine, project_id: int, count: int, **kwargs: Any) -> None:
 
 
 def _build(
-    engine: Engine, data_dir: Path, project_id: int, fast: bool, **flt: Any
+    engine: Engine,
+    data_dir: Path,
+    project_id: int,
+    fast: bool,
+    formats: list[str] = FAST,
+    **flt: Any,
 ) -> DatasetVersion:
     with transaction(engine) as session:
         project = session.get(Project, project_id)
-        version = create_version(session, project=project, flt=DatasetFilter(**flt), formats=FAST)
+        version = create_version(
+            session, project=project, flt=DatasetFilter(**flt), formats=formats
+        )
     outcome = build_version(engine, LocalStorage.for_data_dir(data_dir), version.id, fast=fast)
     assert outcome is not None and outcome.status == "ready"
     with transaction(engine) as session:
@@ -95,9 +104,11 @@ def _jsonl(root: Path) -> dict[str, list[dict]]:
     }
 
 
-def _same_version(engine: Engine, data_dir: Path, project_id: int, **flt: Any) -> dict:
-    fast = _build(engine, data_dir, project_id, True, **flt)
-    slow = _build(engine, data_dir, project_id, False, **flt)
+def _same_version(
+    engine: Engine, data_dir: Path, project_id: int, formats: list[str] = FAST, **flt: Any
+) -> dict:
+    fast = _build(engine, data_dir, project_id, True, formats, **flt)
+    slow = _build(engine, data_dir, project_id, False, formats, **flt)
     fast_root, slow_root = version_dir(data_dir, fast), version_dir(data_dir, slow)
     fast_rows, slow_rows = _jsonl(fast_root), _jsonl(slow_root)
     assert {k: len(v) for k, v in fast_rows.items()} == {k: len(v) for k, v in slow_rows.items()}
@@ -137,10 +148,16 @@ def _same_version(engine: Engine, data_dir: Path, project_id: int, **flt: Any) -
     return fast_rows
 
 
-def test_classification_rows_parquet_and_manifest_match(pg_engine: Engine, tmp_path: Path) -> None:
+@pytest.mark.parametrize("formats", [FAST, PARQUET_FIRST])
+def test_classification_rows_parquet_and_manifest_match(
+    pg_engine: Engine, tmp_path: Path, formats: list[str]
+) -> None:
     project_id = new_project(pg_engine)
     _seed(pg_engine, project_id, 90, output_of=lambda i: None if i % 9 == 0 else "bug")
-    rows = _same_version(pg_engine, tmp_path, project_id)
+    with transaction(pg_engine) as session:  # a JSON-null and an object target
+        session.execute(text("UPDATE example SET target = 'null' WHERE id % 13 = 0"))
+        session.execute(text("""UPDATE example SET target = '{"k": 1}' WHERE id % 17 = 0"""))
+    rows = _same_version(pg_engine, tmp_path, project_id, formats)
     assert sum(map(len, rows.values())) == 90 and len(rows) == 3
 
 
@@ -155,10 +172,12 @@ def test_multilabel_and_filters_match(pg_engine: Engine, tmp_path: Path) -> None
         output_of=lambda i: [labels[i % 4]] if i % 2 else {"odd": i},
     )
     _same_version(pg_engine, tmp_path, project_id)
+    _same_version(pg_engine, tmp_path, project_id, PARQUET_FIRST)
     rows = _same_version(
         pg_engine,
         tmp_path,
         project_id,
+        PARQUET_FIRST,
         labels=["bug"],
         segments={"locale": ["en", "None"]},
         splits=["train", "test"],
@@ -177,6 +196,7 @@ def test_text_project_matches(pg_engine: Engine, tmp_path: Path) -> None:
         output_of=lambda i: f"model {i}",
     )
     _same_version(pg_engine, tmp_path, project_id)
+    _same_version(pg_engine, tmp_path, project_id, PARQUET_FIRST)
 
 
 def test_the_stored_split_hash_is_the_python_hash(pg_engine: Engine) -> None:
