@@ -69,12 +69,14 @@ class BuildStats:
             self.model_versions[model_version or ""] += n
 
     def add_agreement(self, value: float, n: int = 1) -> None:
-        """Count ``n`` rows with agreement ``value``."""
+        """Count ``n`` rows with agreement ``value``. NaN counts as no agreement: the rows
+        carry ``null`` for it, and JSON (the stored manifest) cannot hold NaN."""
+        if value != value:
+            return
         self.agreement_n += n
         self.agreement_sum += value * n
         self.agreement_min = value if self.agreement_min is None else min(self.agreement_min, value)
-        if value == value:  # NaN has no bin
-            self.agreement_bins[AGREEMENT_BINS[min(max(int(value * 5), 0), 4)]] += n
+        self.agreement_bins[AGREEMENT_BINS[min(max(int(value * 5), 0), 4)]] += n
 
     def agreement(self) -> dict[str, Any]:
         mean = self.agreement_sum / self.agreement_n if self.agreement_n else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
@@ -151,3 +152,25 @@ def test_a_failed_build_is_reported_and_leaves_no_files(engine: Engine, tmp_path
         failed = session.get(DatasetVersion, version.id)
     assert failed.status == "failed" and "split ratios" in failed.error
     assert not (tmp_path / "datasets" / "demo").exists()
+
+
+def test_an_agreement_of_nan_is_exported_as_null_and_left_out_of_the_manifest(
+    engine: Engine, tmp_path: Path
+) -> None:
+    project_id = new_project(engine)
+    ids = add_examples(engine, project_id, 3)
+    with transaction(engine) as session:
+        session.execute(
+            sa.text("UPDATE example SET agreement = :nan WHERE id = :id"),
+            {"nan": float("nan"), "id": ids[0]},
+        )
+    version = create_and_build(engine, tmp_path, project_id, ["jsonl", "parquet"])
+    rows = {
+        row["id"]: row
+        for path in version_dir(tmp_path, version).glob("jsonl/*.jsonl")
+        for row in map(orjson.loads, path.read_bytes().splitlines())
+    }
+    assert rows[ids[0]]["agreement"] is None
+    agreement = version.manifest["agreement"]
+    assert agreement["with_agreement"] == 2
+    assert agreement["without_agreement"] == 1
