@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
@@ -51,6 +53,21 @@ def _configure_sqlite(dbapi_connection, _record) -> None:  # type: ignore[no-unt
 def _begin_immediate(conn) -> None:  # type: ignore[no-untyped-def]
     # IMMEDIATE takes the write lock up front, so two writers queue instead of deadlocking.
     conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+_write_locks: WeakKeyDictionary[Engine, threading.Lock] = WeakKeyDictionary()
+_write_locks_guard = threading.Lock()
+
+
+def sqlite_write_lock(engine: Engine) -> threading.Lock:
+    """The in-process lock that serialises an SQLite engine's hot writers (ingest requests,
+    the embedded worker's batches): waiters queue on a mutex and get the database as soon as
+    it is released, instead of sleeping in SQLite's busy handler (up to 100 ms per retry)."""
+    with _write_locks_guard:
+        lock = _write_locks.get(engine)
+        if lock is None:
+            lock = _write_locks[engine] = threading.Lock()
+        return lock
 
 
 @contextmanager

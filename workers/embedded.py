@@ -3,6 +3,11 @@
 It never runs inside a request. The web app wakes it after a commit; it also wakes on a
 timer, so events committed before a restart are picked up (the same outbox contract as
 the Celery sweeper). Periodic jobs come from ``workers.jobs``.
+
+Ingest has priority over processing (SQLite has one writer): while events keep arriving
+the worker defers, so a burst is absorbed first and processed right after it; it never
+defers longer than ``MAX_DEFER_SECONDS`` since it last processed, nor while more than
+``MAX_BACKLOG`` events wait. Between its small batches it lets waiting requests write.
 """
 
 from __future__ import annotations
@@ -18,9 +23,27 @@ from . import jobs
 log = logging.getLogger(__name__)
 _wakeup = threading.Event()
 
+# Ingest counts as busy while it committed events within the last QUIET_SECONDS (the web
+# app's outbox wakes us at most every 0.5 s, webapp/api/outbox.py EMBEDDED_WAKE_SECONDS).
+QUIET_SECONDS = 1.0
+MAX_DEFER_SECONDS = 5.0
+MAX_BACKLOG = 5000
+_ingest = {"last": float("-inf"), "backlog": 0}  # an estimate: reset when caught up
+
 
 def wake() -> None:
     _wakeup.set()
+
+
+def ingested(count: int) -> None:
+    """Called after ``count`` events committed: note it, and wake the worker."""
+    _ingest["last"] = time.monotonic()
+    _ingest["backlog"] += count
+    _wakeup.set()
+
+
+def _ingest_busy() -> bool:
+    return time.monotonic() - _ingest["last"] < QUIET_SECONDS
 
 
 class EmbeddedWorker(threading.Thread):
@@ -55,7 +78,25 @@ class EmbeddedWorker(threading.Thread):
                 log.exception("embedded worker job %s failed", getattr(job, "__name__", job))
 
     def drain(self, engine: Engine) -> int:
-        return jobs.drain_events(engine, stop=self.stopping.is_set)
+        done = jobs.drain_events(engine, stop=self._before_batch)
+        _ingest["backlog"] = 0  # drained until none was pending (or asked to stop)
+        return done
+
+    def _before_batch(self) -> bool:
+        """Let ingest go first: wait while events keep arriving, at most ``MAX_DEFER_SECONDS``
+        and not while ``MAX_BACKLOG`` events wait; then step aside a moment so requests
+        queued on the write lock take it before the batch."""
+        deadline = time.monotonic() + MAX_DEFER_SECONDS
+        while (
+            _ingest_busy()
+            and time.monotonic() < deadline
+            and _ingest["backlog"] < MAX_BACKLOG
+            and not self.stopping.wait(0.05)
+        ):
+            pass
+        if _ingest_busy():
+            time.sleep(0.001)  # release the GIL so a request blocked on the lock takes it
+        return self.stopping.is_set()
 
     def stop(self) -> None:
         self.stopping.set()

@@ -21,7 +21,7 @@ def enqueue_events(celery: Celery | None, event_ids: list[int]) -> bool:
     if not event_ids:
         return True
     if celery is None:
-        embedded.wake()
+        embedded.ingested(len(event_ids))
         return True
     try:
         celery.send_task("corrigenda.process_events", args=[event_ids], retry=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 
 import orjson
 import psycopg.types.json
@@ -17,7 +18,7 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
 from corrigenda import processing, review
-from corrigenda.db import transaction
+from corrigenda.db import sqlite_write_lock, transaction
 from corrigenda.metrics.jobs import update_metrics
 from corrigenda.models import Project
 
@@ -27,9 +28,9 @@ from .tasks.datasets import build_pending_datasets_job as build_pending_datasets
 # fixed ~30 statements and a commit whatever its size; at 500 events that fixed part was
 # most of the time (docs/benchmarks.md, Processing).
 BATCH = 5000
-# SQLite (the embedded worker) has one writer at a time: smaller batches keep the web app's
-# writes from waiting on a long processing transaction.
-SQLITE_BATCH = 500
+# SQLite (the embedded worker) has one writer at a time: small batches, each under the
+# engine's in-process write lock, keep the web app's writes from waiting long behind one.
+SQLITE_BATCH = 100
 
 # Processing reads tens of thousands of small JSON values (labels, opinion values) per
 # second; psycopg decodes json/jsonb with the standard library, orjson is several times
@@ -72,16 +73,17 @@ def _process_one(engine: Engine, event_id: int) -> int:
 
 
 def drain_events(engine: Engine, stop: Callable[[], bool] = lambda: False) -> int:
-    """Process every pending feedback event, batch by batch."""
+    """Process every pending feedback event, batch by batch; ``stop()`` is asked before each
+    batch (the embedded worker also lets ingest requests write first there)."""
     total = 0
-    limit = SQLITE_BATCH if engine.dialect.name == "sqlite" else BATCH
+    sqlite = engine.dialect.name == "sqlite"
+    limit = SQLITE_BATCH if sqlite else BATCH
     while not stop():
-        with transaction(engine) as session:
-            ids = processing.pending_event_ids(session=session, limit=limit)
-        if not ids:
-            return total
-        done = process_batch(engine, ids)
-        if done == 0:  # all locked by another worker or set aside: come back next round
+        with sqlite_write_lock(engine) if sqlite else nullcontext():
+            with transaction(engine) as session:
+                ids = processing.pending_event_ids(session=session, limit=limit)
+            done = process_batch(engine, ids) if ids else 0
+        if done == 0:  # none pending, or all locked by another worker or set aside
             return total
         total += done
     return total

@@ -22,7 +22,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from corrigenda.db import is_sqlite, make_engine
+from corrigenda.db import is_sqlite, make_engine, sqlite_write_lock
 from corrigenda.ingest import PredictionIdCache
 
 from ..extensions import get_engine
@@ -36,7 +36,8 @@ class IngestWriter:
 
     def __init__(self, engine: Engine) -> None:
         self.sqlite = is_sqlite(engine)
-        self.lock = threading.Lock()
+        # SQLite: the engine's write lock, shared with the embedded worker's batches.
+        self.lock = sqlite_write_lock(engine) if self.sqlite else threading.Lock()
         self.prediction_ids = PredictionIdCache()
         self._connection: Connection | None = None
         self._local = threading.local()  # PostgreSQL: each thread's connection

@@ -1,0 +1,40 @@
+"""The embedded worker lets ingest go first, but never defers without bound."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from corrigenda.db import make_engine
+from workers import embedded
+
+
+@pytest.fixture
+def worker():
+    engine = make_engine("sqlite://")
+    saved = dict(embedded._ingest)
+    yield embedded.EmbeddedWorker(engine)
+    embedded._ingest.update(saved)
+    engine.dispose()
+
+
+def test_a_large_backlog_is_processed_while_ingest_is_busy(worker) -> None:
+    embedded.ingested(embedded.MAX_BACKLOG)
+    started = time.monotonic()
+    assert worker._before_batch() is False  # go on with the batch
+    assert time.monotonic() - started < embedded.MAX_DEFER_SECONDS / 2
+
+
+def test_stopping_ends_a_deferral(worker) -> None:
+    embedded._ingest["backlog"] = 0
+    embedded.ingested(1)
+    worker.stop()
+    assert worker._before_batch() is True
+
+
+def test_no_deferral_when_ingest_is_quiet(worker) -> None:
+    embedded._ingest.update(last=float("-inf"), backlog=0)
+    started = time.monotonic()
+    assert worker._before_batch() is False
+    assert time.monotonic() - started < embedded.QUIET_SECONDS
