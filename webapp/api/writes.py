@@ -21,6 +21,7 @@ from flask import Flask, current_app
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool
 
 from corrigenda.db import is_sqlite, make_engine, sqlite_write_lock
 from corrigenda.ingest import PredictionIdCache
@@ -47,7 +48,11 @@ class IngestWriter:
             event.listen(engine, "engine_disposed", lambda _engine: self._close())
         else:
             url = engine.url.render_as_string(hide_password=False)
-            own = make_engine(url, pool_pre_ping=False, isolation_level="AUTOCOMMIT")
+            # Each request thread keeps its own connection, so a pool would only cap the
+            # number of threads (a thread past pool_size + overflow would wait 30 s).
+            own = make_engine(
+                url, pool_pre_ping=False, isolation_level="AUTOCOMMIT", poolclass=NullPool
+            )
             self.engine = own
             # Close our connections whenever the app's engine is disposed (tests, forks).
             event.listen(engine, "engine_disposed", lambda _engine: self._close())
