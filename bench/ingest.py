@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -26,7 +27,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -47,7 +48,7 @@ SECRET = "bench-secret-key"
 ORIGIN = "http://127.0.0.1:5050"
 PREDICTIONS = 200
 HOST = "127.0.0.1"
-Served = AbstractContextManager[int]
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -56,8 +57,94 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@dataclass
+class Served:
+    """A running server: its port and its process (the root of its process tree)."""
+
+    port: int
+    pid: int
+
+
+Serving = AbstractContextManager[Served]
+
+
+def _cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) a process has used; 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def _process_tree(root: int) -> list[int]:
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            parents.setdefault(parent, []).append(int(entry.name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(parents.get(pid, []))
+    return tree
+
+
+@dataclass
+class CpuMeter:
+    """CPU used during a measurement by the server's processes, the database's backends
+    serving this benchmark's database (PostgreSQL) and the load generator — per request,
+    the figure that noise on the shared cores changes least (2 cores / this = a ceiling)."""
+
+    served: Served
+    database_url: str | None
+    start: dict[str, float] = field(default_factory=dict)
+
+    def snapshot(self) -> dict[str, float]:
+        server = sum(_cpu_of(pid) for pid in _process_tree(self.served.pid))
+        backends = sum(_cpu_of(pid) for pid in self._backend_pids())
+        # wrk once it has exited, or the asyncio generator in this process
+        loadgen_cpu = sum(
+            usage.ru_utime + usage.ru_stime
+            for usage in map(resource.getrusage, (resource.RUSAGE_CHILDREN, resource.RUSAGE_SELF))
+        )
+        return {"server": server, "database": backends, "loadgen": loadgen_cpu}
+
+    def _backend_pids(self) -> list[int]:
+        if not self.database_url or not self.database_url.startswith("postgresql"):
+            return []
+        import psycopg
+
+        url = self.database_url.replace("postgresql+psycopg", "postgresql")
+        with psycopg.connect(url, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchall()
+        return [pid for (pid,) in rows]
+
+    def __enter__(self) -> CpuMeter:
+        self.start = self.snapshot()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        end = self.snapshot()
+        self.used = {name: end[name] - self.start[name] for name in end}
+
+    def per_request_ms(self, requests: int) -> str:
+        if not requests:
+            return ""
+        parts = [f"{name} {seconds * 1000 / requests:.2f}" for name, seconds in self.used.items()]
+        total = sum(self.used.values()) * 1000 / requests
+        return f"CPU ms/request: {', '.join(parts)}, total {total:.2f}"
+
+
 @contextmanager
-def server(command: list[str], env: dict[str, str], port: int) -> Iterator[int]:
+def server(command: list[str], env: dict[str, str], port: int) -> Iterator[Served]:
     process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env})
     try:
         deadline = time.monotonic() + 60
@@ -69,23 +156,23 @@ def server(command: list[str], env: dict[str, str], port: int) -> Iterator[int]:
                 break
             except httpx.HTTPError:
                 time.sleep(0.2)  # waiting for the server to listen
-        yield port
+        yield Served(port, process.pid)
     finally:
         process.terminate()
         process.wait(20)
 
 
-def gunicorn(target: str, env: dict[str, str], args: argparse.Namespace) -> Served:
+def gunicorn(target: str, env: dict[str, str], args: argparse.Namespace) -> Serving:
     port = free_port()
     command = [
         sys.executable, "-m", "gunicorn", target, "-b", f"{HOST}:{port}", "-w", str(args.workers),
-        "-k", "gthread", "--threads", str(args.threads), "--keep-alive", "30",
+        "-k", args.worker_class, "--threads", str(args.threads), "--keep-alive", "30",
         "--log-level", "warning",
     ]  # fmt: skip
     return server(command, env, port)
 
 
-def waitress(target: str, env: dict[str, str], args: argparse.Namespace) -> Served:
+def waitress(target: str, env: dict[str, str], args: argparse.Namespace) -> Serving:
     port = free_port()
     command = [
         sys.executable, "-m", "waitress", f"--listen={HOST}:{port}",
@@ -95,7 +182,7 @@ def waitress(target: str, env: dict[str, str], args: argparse.Namespace) -> Serv
     return server(command, env, port)
 
 
-def embedded(_target: str, env: dict[str, str], args: argparse.Namespace) -> Served:
+def embedded(_target: str, env: dict[str, str], args: argparse.Namespace) -> Serving:
     """``corrigenda up``: waitress plus the in-process worker, as users run it."""
     port = free_port()
     command = [
@@ -221,20 +308,35 @@ def batch_bare(keys: dict, size: int = 500) -> Load:  # type: ignore[type-arg]
     )
 
 
-def load(port: int, scenario: Load, args: argparse.Namespace) -> loadgen.Result | wrk.WrkResult:
-    """Run one scenario against ``port`` with wrk, or the asyncio generator without it."""
+def load(
+    served: Served, scenario: Load, args: argparse.Namespace, database_url: str
+) -> tuple[loadgen.Result | wrk.WrkResult, CpuMeter]:
+    """Run one scenario with wrk, or the asyncio generator without it: a 1 s warm-up, then
+    ``--seconds`` measured, with the CPU used during the measured part."""
     if args.loadgen == "wrk":
-        return wrk.run(
-            HOST, port, scenario.path, scenario.headers, scenario.lua,
-            connections=args.connections, seconds=args.seconds,
-        )  # fmt: skip
-    count = iter(range(1 << 62))
 
-    def make() -> bytes:
-        body = scenario.body(next(count))
-        return loadgen.build_request(HOST, port, scenario.path, body, scenario.headers)
+        def run(seconds: float) -> wrk.WrkResult:
+            return wrk.run(
+                HOST, served.port, scenario.path, scenario.headers, scenario.lua,
+                connections=args.connections, seconds=seconds, warmup=0,
+            )  # fmt: skip
 
-    return loadgen.run(HOST, port, make, connections=args.connections, seconds=args.seconds)
+    else:
+        count = iter(range(1 << 62))
+
+        def make() -> bytes:
+            body = scenario.body(next(count))
+            return loadgen.build_request(HOST, served.port, scenario.path, body, scenario.headers)
+
+        def run(seconds: float) -> loadgen.Result:  # type: ignore[misc]
+            return loadgen.run(
+                HOST, served.port, make, connections=args.connections, seconds=seconds, warmup=0
+            )
+
+    run(1.0)
+    with CpuMeter(served, database_url) as meter:
+        result = run(args.seconds)
+    return result, meter
 
 
 def app_env(url: str, redis_url: str | None = None, queue: str = "") -> dict[str, str]:
@@ -260,21 +362,23 @@ def measure(
     per_request: int,
 ) -> None:
     (ours, bare), (our_server, bare_server) = scenario, servers
-    with our_server("webapp:create_app()", env, args) as port:
-        mine = load(port, ours(keys), args)
-    bare_env = {"BARE_DATABASE_URL": env["CORRIGENDA_DATABASE_URL"]}
-    bare_env["BARE_PROJECT_ID"] = str(keys["project_id"])
-    with bare_server("bench.bare_app:app", bare_env, args) as port:
-        base = load(port, bare(keys), args)
-    for label, result in (("ours", mine), ("bare", base)):
+    url = env["CORRIGENDA_DATABASE_URL"]
+    with our_server("webapp:create_app()", env, args) as served:
+        mine = load(served, ours(keys), args, url)
+    bare_env = {"BARE_DATABASE_URL": url, "BARE_PROJECT_ID": str(keys["project_id"])}
+    with bare_server("bench.bare_app:app", bare_env, args) as served:
+        base = load(served, bare(keys), args, url)
+    for label, (result, meter) in (("ours", mine), ("bare", base)):
+        requests = round(result.rate * args.seconds)
         print(
             f"{name:28} {label:5} {result.rate:9.0f} req/s"
             f" {result.rate * per_request:10.0f} events/s"
             f"  p50 {result.percentile(0.5):6.1f} ms  p99 {result.percentile(0.99):6.1f} ms"
-            f"  statuses {result.statuses} errors {result.errors}",
+            f"  statuses {result.statuses} errors {result.errors}\n"
+            f"{'':34} {meter.per_request_ms(requests)}",
             flush=True,
         )
-    ratio = mine.rate / base.rate if base.rate else 0.0
+    ratio = mine[0].rate / base[0].rate if base[0].rate else 0.0
     print(f"{name:28} ratio ours/bare = {ratio:.2f}\n", flush=True)
 
 
@@ -311,6 +415,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
+    parser.add_argument("--worker-class", default="gthread", help="gunicorn worker class")
     parser.add_argument("--waitress-threads", type=int, default=8)
     parser.add_argument("--only", choices=["pg", "sqlite"])
     parser.add_argument(
