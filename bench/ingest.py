@@ -6,8 +6,8 @@ a bare Flask endpoint inserting the same rows (``bench/bare_app.py``), same serv
 - PostgreSQL: the scale-out setup — gunicorn (``--workers`` × ``--threads`` gthread),
   Redis for the rate-limit counters and the Celery enqueue after commit (to a throwaway
   queue that nothing consumes; it is deleted at the end).
-- SQLite: the embedded default — ``corrigenda up`` (waitress, ``--waitress-threads``, the
-  in-process worker processing what is ingested) against the bare app under waitress with
+- SQLite: the embedded default — ``corrigenda up`` (Granian, ``--embedded-threads``, the
+  in-process worker processing what is ingested) against the bare app under Granian with
   the same thread count.
 
 Prints requests/s, events/s and p50/p99 latency for each scenario beside the baseline, and
@@ -172,22 +172,26 @@ def gunicorn(target: str, env: dict[str, str], args: argparse.Namespace) -> Serv
     return server(command, env, port)
 
 
-def waitress(target: str, env: dict[str, str], args: argparse.Namespace) -> Serving:
+def granian(target: str, env: dict[str, str], args: argparse.Namespace) -> Serving:
     port = free_port()
+    url = env.get("CORRIGENDA_DATABASE_URL") or env["BARE_DATABASE_URL"]
+    pg = url.startswith("postgresql")
+    workers, threads = (args.workers, args.threads) if pg else (1, args.embedded_threads)
+    factory = ["--factory"] if target.endswith("()") else []
     command = [
-        sys.executable, "-m", "waitress", f"--listen={HOST}:{port}",
-        f"--threads={args.waitress_threads}",
-        *(["--call", target[:-2]] if target.endswith("()") else [target]),
+        sys.executable, "-m", "granian", "--interface", "wsgi", "--host", HOST,
+        "--port", str(port), "--workers", str(workers), "--blocking-threads", str(threads),
+        "--log-level", "warning", *factory, target.removesuffix("()"),
     ]  # fmt: skip
     return server(command, env, port)
 
 
 def embedded(_target: str, env: dict[str, str], args: argparse.Namespace) -> Serving:
-    """``corrigenda up``: waitress plus the in-process worker, as users run it."""
+    """``corrigenda up``: Granian plus the in-process worker, as users run it."""
     port = free_port()
     command = [
         sys.executable, "-m", "corrigenda", "up", "--port", str(port),
-        "--threads", str(args.waitress_threads),
+        "--threads", str(args.embedded_threads),
     ]  # fmt: skip
     return server(command, {**env, "CORRIGENDA_HOST": HOST}, port)
 
@@ -387,7 +391,7 @@ def run_postgresql(args: argparse.Namespace) -> None:
     with throwaway_postgres_database() as url:
         keys = prepare(url)
         env = app_env(url, REDIS_URL, queue)
-        servers = (gunicorn, gunicorn)
+        servers = (granian, granian) if args.pg_server == "granian" else (gunicorn, gunicorn)
         try:
             single = (single_ours, single_bare)
             measure("pg single feedback", single, servers, env, keys, args, 1)
@@ -406,7 +410,7 @@ def run_sqlite(args: argparse.Namespace) -> None:
     )  # fmt: skip
     keys = prepare(url)
     scenario = (single_ours, single_bare)
-    measure("sqlite single feedback", scenario, (embedded, waitress), env, keys, args, 1)
+    measure("sqlite single feedback", scenario, (embedded, granian), env, keys, args, 1)
 
 
 def main() -> None:
@@ -416,8 +420,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
     parser.add_argument("--worker-class", default="gthread", help="gunicorn worker class")
-    parser.add_argument("--waitress-threads", type=int, default=8)
+    parser.add_argument("--embedded-threads", type=int, default=8, help="SQLite server threads")
     parser.add_argument("--only", choices=["pg", "sqlite"])
+    parser.add_argument(
+        "--pg-server", choices=["gunicorn", "granian"], default="gunicorn",
+        help="the server for the PostgreSQL scenarios (SQLite: corrigenda up's Granian)",
+    )  # fmt: skip
     parser.add_argument(
         "--loadgen", choices=["wrk", "python"], default="wrk" if wrk.available() else "python",
         help="wrk when installed (apt-get install wrk), else bench/loadgen.py",
@@ -427,7 +435,7 @@ def main() -> None:
     print(f"load generator: {used}, the same for ours and bare", flush=True)
     print(
         f"cpus={os.cpu_count()} connections={args.connections} seconds={args.seconds}"
-        f" gunicorn={args.workers}x{args.threads} waitress threads={args.waitress_threads}"
+        f" {args.pg_server}={args.workers}x{args.threads} embedded threads={args.embedded_threads}"
         f" load average={os.getloadavg()[0]:.1f}\n",
         flush=True,
     )

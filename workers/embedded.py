@@ -101,3 +101,9 @@ class EmbeddedWorker(threading.Thread):
     def stop(self) -> None:
         self.stopping.set()
         wake()
+
+    def stop_and_join(self, timeout: float = 10.0) -> None:
+        """Stop after the current job (a batch commits or rolls back as a whole)."""
+        self.stop()
+        if self.is_alive():
+            self.join(timeout)

@@ -7,9 +7,13 @@ delivery layers (web app, workers), and it imports them only inside the commands
 from __future__ import annotations
 
 import errno
+import functools
+import multiprocessing.util
+import os
 import secrets
-import signal
+import socket
 from pathlib import Path
+from typing import Any
 
 import click
 from sqlmodel import func, select
@@ -33,7 +37,12 @@ def register(main: click.Group) -> None:
 @click.option("--host", help="Interface to listen on [default: 127.0.0.1].")
 @click.option("--port", type=click.IntRange(1, 65535), help="Port [default: 8000].")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Where SQLite and keys live.")
-@click.option("--threads", default=8, show_default=True, help="Web server threads.")
+@click.option(
+    "--threads",
+    default=min(8, 2 * (os.cpu_count() or 1) + 1),
+    show_default="2 x cores + 1, at most 8",
+    help="Web server threads.",
+)
 def up(demo: bool, host: str | None, port: int | None, data_dir: Path | None, threads: int) -> None:
     """Migrate, then serve the web app (and, without Redis, the in-process worker)."""
     settings = load_settings(host=host, port=port, data_dir=data_dir)
@@ -111,30 +120,51 @@ def banner(settings: Settings, login_hint: str, demo: dict[str, str] | None) -> 
 
 
 def serve(settings: Settings, *, threads: int, banner: str) -> None:
-    """Serve with waitress (a production WSGI server) until interrupted."""
-    from waitress.server import create_server
+    """Serve with Granian (its HTTP layer is Rust: a request costs about half the Python of
+    waitress's, measured in bench/ingest.py) until interrupted. One worker process holds
+    the app and, in the embedded mode, the in-process worker thread beside it, so they
+    share one SQLite write lock."""
+    from granian.constants import Interfaces
+    from granian.log import LogLevels
+    from granian.server import Server
 
+    refuse_taken_address(settings)
+    server = Server(
+        "corrigenda",  # named in Granian's logs; the app comes from the loader below
+        address=settings.host,
+        port=settings.port,
+        interface=Interfaces.WSGI,
+        workers=1,
+        blocking_threads=threads,
+        log_level=LogLevels.warning,
+    )
+    click.echo(banner)
+    server.serve(target_loader=functools.partial(web_app, settings), wrap_loader=False)
+
+
+def web_app(settings: Settings) -> Any:
+    """Runs in Granian's worker process: the app, and the embedded worker when there is no
+    broker (stopped and joined when the process exits)."""
     from webapp import create_app
     from workers.embedded import EmbeddedWorker
 
     app = create_app(settings)
+    if settings.embedded:
+        embedded = EmbeddedWorker(
+            app.extensions["corrigenda.engine"], settings.sweep_interval_seconds
+        )
+        embedded.start()
+        multiprocessing.util.Finalize(embedded, embedded.stop_and_join, exitpriority=10)
+    return app
+
+
+def refuse_taken_address(settings: Settings) -> None:
+    """Bind once ourselves so a taken port is one clear line, not a server's traceback."""
     try:
-        server = create_server(app, host=settings.host, port=settings.port, threads=threads)
+        with socket.create_server((settings.host, settings.port)):
+            pass
     except OSError as exc:
         raise ConfigError(_bind_error(settings, exc)) from exc
-    embedded = EmbeddedWorker(app.extensions["corrigenda.engine"], settings.sweep_interval_seconds)
-    if settings.embedded:
-        embedded.start()
-    signal.signal(signal.SIGTERM, lambda *_: server.close())
-    click.echo(banner)
-    try:
-        server.run()
-    except (KeyboardInterrupt, OSError):
-        pass
-    finally:
-        embedded.stop()
-        if embedded.is_alive():
-            embedded.join(10)
 
 
 def _bind_error(settings: Settings, exc: OSError) -> str:
