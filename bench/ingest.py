@@ -3,7 +3,8 @@ a bare Flask endpoint inserting the same rows (``bench/bare_app.py``), same serv
 
     /work/venv/bin/python bench/ingest.py [--seconds 8] [--connections 8] [--only pg|sqlite]
 
-- PostgreSQL: the scale-out setup — gunicorn (``--workers`` × ``--threads`` gthread),
+- PostgreSQL: the scale-out setup — Granian (``--workers`` × ``--threads`` blocking
+  threads; ``--pg-server gunicorn`` for gunicorn's gthread workers instead),
   Redis for the rate-limit counters and the Celery enqueue after commit (to a throwaway
   queue that nothing consumes; it is deleted at the end).
 - SQLite: the embedded default — ``corrigenda up`` (Granian, ``--embedded-threads``, the
@@ -423,8 +424,8 @@ def main() -> None:
     parser.add_argument("--embedded-threads", type=int, default=8, help="SQLite server threads")
     parser.add_argument("--only", choices=["pg", "sqlite"])
     parser.add_argument(
-        "--pg-server", choices=["gunicorn", "granian"], default="gunicorn",
-        help="the server for the PostgreSQL scenarios (SQLite: corrigenda up's Granian)",
+        "--pg-server", choices=["granian", "gunicorn"], default="granian",
+        help="PostgreSQL scenarios' server (gunicorn: pip install '.[bench]'); SQLite: Granian",
     )  # fmt: skip
     parser.add_argument(
         "--loadgen", choices=["wrk", "python"], default="wrk" if wrk.available() else "python",

@@ -1,6 +1,6 @@
 """Rate limits on the JSON API: per key and per client address, fixed windows.
 
-Counters live in Redis when ``CORRIGENDA_REDIS_URL`` is set (shared by every gunicorn
+Counters live in Redis when ``CORRIGENDA_REDIS_URL`` is set (shared by every web
 worker; reserved in small blocks, see ``RedisCounters``), in memory otherwise. If Redis is
 unreachable the limiter counts in memory for a few seconds rather than failing requests.
 A refused request gets 429 problem+json with ``Retry-After``.
