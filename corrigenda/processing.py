@@ -142,10 +142,19 @@ _EVENT_COLUMNS = [EVENTS.c[name] for name in EventRow.__slots__]  # type: ignore
 
 
 def _claim(session: Session, event_ids: list[int]) -> list[EventRow]:
+    """Lock the events not processed yet (skipping those another worker holds).
+
+    On PostgreSQL they are marked processed in the same statement (``UPDATE … RETURNING``
+    over ``FOR UPDATE SKIP LOCKED``): the row locks of a separate claim were a WAL record
+    per event, and marking them afterwards a second pass. The transaction is the unit: a
+    batch that fails leaves them unprocessed, and ``_finish_events`` records the exceptions.
+    """
     events: list[EventRow] = []
+    postgres = dialect(session) == "postgresql"
+    now = utcnow()
     for part in chunks(sorted(set(event_ids))):
         query = (
-            sa.select(*_EVENT_COLUMNS)
+            sa.select(EVENTS.c.id)
             .where(
                 among(session, EVENTS.c.id, part),
                 EVENTS.c.processed_at.is_(None),
@@ -154,7 +163,17 @@ def _claim(session: Session, event_ids: list[int]) -> list[EventRow]:
             .order_by(EVENTS.c.id)
             .with_for_update(skip_locked=True)
         )
-        events.extend(EventRow(*row) for row in fetch_rows(session, query))
+        if postgres:
+            claim = (
+                EVENTS.update()
+                .where(EVENTS.c.id.in_(query.scalar_subquery()))
+                .values(processed_at=now)
+                .returning(*_EVENT_COLUMNS)
+            )
+            rows = sorted(fetch_rows(session, claim), key=lambda row: row[0])
+        else:
+            rows = fetch_rows(session, query.with_only_columns(*_EVENT_COLUMNS))
+        events.extend(EventRow(*row) for row in rows)
     return events
 
 
@@ -388,23 +407,28 @@ def _record_opinions(
 
 
 def _finish_events(session: Session, events: list[EventRow], outcome: _Outcome) -> None:
-    """Mark the batch processed (with why an event did not count) and record set-asides."""
+    """Mark the batch processed (with why an event did not count) and record set-asides.
+    On PostgreSQL the claim already marked every event processed (see ``_claim``)."""
+    marked = dialect(session) == "postgresql"
     now = utcnow()
     by_reason: dict[str | None, list[int]] = defaultdict(list)
     for event in events:
         by_reason[outcome.ignored.get(event.id)].append(event.id)
     for reason, ids in by_reason.items():
+        if marked and reason is None:
+            continue
+        values = {} if marked else {"processed_at": now}
         for part in chunks(ids):
             session.execute(
                 EVENTS.update()
                 .where(among(session, EVENTS.c.id, part))
-                .values(processed_at=now, ignored_reason=reason)
+                .values(ignored_reason=reason, **values)
             )
     if outcome.errors:
         statement = (
             EVENTS.update()
             .where(EVENTS.c.id == sa.bindparam("b_id"))
-            .values(error=sa.bindparam("b_error"))
+            .values(error=sa.bindparam("b_error"), processed_at=None)
         )
         rows = [{"b_id": i, "b_error": r} for i, r in sorted(outcome.errors.items())]
         session.execute(statement, rows)

@@ -271,7 +271,7 @@ def _user_weights(session: Session, project_id: int, users: set[str]) -> dict[st
         query = sa.select(table.c.end_user, table.c.reliability, table.c.quarantined_at).where(
             table.c.project_id == project_id, among(session, table.c.end_user, part, kind="varchar")
         )
-        for user, reliability, quarantined_at in session.execute(query).all():
+        for user, reliability, quarantined_at in fetch_rows(session, query):
             weights[user] = 0.0 if quarantined_at else reliability
     return weights
 
@@ -319,7 +319,7 @@ def _items(
             )
             .order_by(ITEMS.c.id)
         )
-        items.update((row[0], ItemRow(*row)) for row in session.execute(query).all())
+        items.update((row[0], ItemRow(*row)) for row in fetch_rows(session, query))
     return list(items.values())
 
 
