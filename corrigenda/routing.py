@@ -153,8 +153,10 @@ class _Context:
     items_by_prediction: dict[int, list[ItemRow]] = field(default_factory=dict)
     audited: set[int] = field(default_factory=set)
     foreign: set[int] = field(default_factory=set)
+    trusted: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
+        self.trusted = frozenset(self.policy.get("trusted_users") or [])
         by_cluster: dict[int, list[ItemRow]] = defaultdict(list)
         by_prediction: dict[int, list[ItemRow]] = defaultdict(list)
         for item in self.items:
@@ -426,7 +428,9 @@ def _settles(ctx: _Context, tally: Tally, votes: list[Vote], rejected: set[str |
 
 
 def _trusted_label(ctx: _Context, votes: list[Vote]) -> str | None:
-    trusted = set(ctx.policy.get("trusted_users") or [])
+    trusted = ctx.trusted
+    if not trusted:
+        return None
     labels = {v.label for v in votes if v.user in trusted}
     return labels.pop() if len(labels) == 1 else None
 
