@@ -20,7 +20,7 @@ from sqlalchemy.dialects import sqlite
 from sqlmodel import Session, col, select
 
 from .aggregate import label_key, reliabilities
-from .bulk import among, chunks, dialect, upsert_arrays
+from .bulk import among, chunks, dialect, fetch_rows, upsert_arrays
 from .models import (
     Cluster,
     EffectiveOpinion,
@@ -88,7 +88,7 @@ def _windows(session: Session, project_id: int, users: set[str]) -> dict[str, _W
         query = sa.select(
             c.end_user, c.window_start, c.window_count, c.capped_events, c.quarantined_at
         ).where(c.project_id == project_id, among(session, c.end_user, part, kind="varchar"))
-        for user, start, count, capped, quarantined_at in session.execute(query).all():
+        for user, start, count, capped, quarantined_at in fetch_rows(session, query):
             found[user] = _Window(start, count, capped, quarantined_at is not None)
     return found
 

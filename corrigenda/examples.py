@@ -26,14 +26,17 @@ keep the row as a tombstone (``deleted_at``) with a new position, so a consumer 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import BigInteger, Text, cast, func, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, col, select
 
+from .bulk import typed_array_literal
 from .db import is_sqlite
 from .models import Example, Prediction, utcnow
 
@@ -178,6 +181,9 @@ def upsert_examples(session: Session, *, project_id: int, rows: list[dict[str, A
     if not rows:
         return 0
     now = utcnow()
+    if not is_sqlite(session.get_bind()):
+        _upsert_examples_pg(session, project_id, rows, now)
+        return len(rows)
     position = position_expression(session, project_id)
     fixed = {"project_id": project_id, "weight": 1.0, "is_gold": False, "revision": 1}
     fixed |= {"deleted_at": None, "created_at": now, "updated_at": now}
@@ -198,6 +204,43 @@ def upsert_examples(session: Session, *, project_id: int, rows: list[dict[str, A
     )
     session.execute(statement, values)
     return len(values)
+
+
+_UPSERT_TYPES = {
+    "prediction_id": "bigint",
+    "input": "jsonb",
+    "model_output": "jsonb",
+    "cluster_id": "bigint",
+    "target": "jsonb",
+    "source": "varchar",
+    "provenance": "jsonb",
+    "agreement": "float8",
+}
+_UPSERT_PG = (
+    "INSERT INTO example AS t (project_id, weight, is_gold, revision, deleted_at, created_at, "
+    "updated_at, seq, {names}) SELECT :project_id, 1.0, false, 1, NULL, :now, :now, "
+    "pg_current_xact_id()::text::bigint, v.* FROM unnest({arrays}) AS v ({names}) "
+    "ON CONFLICT (project_id, prediction_id) DO UPDATE SET {changes}, deleted_at = NULL, "
+    "updated_at = excluded.updated_at, seq = excluded.seq, revision = t.revision + 1"
+).format(
+    names=", ".join(_UPSERT_TYPES),
+    arrays=", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in _UPSERT_TYPES.items()),
+    changes=", ".join(f"{name} = excluded.{name}" for name in UPSERT_COLUMNS[1:]),
+)
+
+
+def _upsert_examples_pg(
+    session: Session, project_id: int, rows: list[dict[str, Any]], now: datetime
+) -> None:
+    """``upsert_examples`` on PostgreSQL: one ``INSERT … SELECT FROM unnest(arrays)`` — an
+    executemany of the same upsert cost ~0.4 ms per row, mostly per-statement overhead."""
+    params: dict[str, Any] = {"project_id": project_id, "now": now}
+    for name, kind in _UPSERT_TYPES.items():
+        values = [row[name] for row in rows]
+        if kind == "jsonb":  # JSON null for None, as the JSON column type stores it
+            values = [orjson.dumps(value).decode() for value in values]
+        params[name] = typed_array_literal(values, kind)
+    session.execute(text(_UPSERT_PG), params)
 
 
 def delete_examples(session: Session, *, project_id: int, example_ids: list[int]) -> int:

@@ -153,8 +153,10 @@ class _Context:
     items_by_prediction: dict[int, list[ItemRow]] = field(default_factory=dict)
     audited: set[int] = field(default_factory=set)
     foreign: set[int] = field(default_factory=set)
+    trusted: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
+        self.trusted = frozenset(self.policy.get("trusted_users") or [])
         by_cluster: dict[int, list[ItemRow]] = defaultdict(list)
         by_prediction: dict[int, list[ItemRow]] = defaultdict(list)
         for item in self.items:
@@ -271,7 +273,7 @@ def _user_weights(session: Session, project_id: int, users: set[str]) -> dict[st
         query = sa.select(table.c.end_user, table.c.reliability, table.c.quarantined_at).where(
             table.c.project_id == project_id, among(session, table.c.end_user, part, kind="varchar")
         )
-        for user, reliability, quarantined_at in session.execute(query).all():
+        for user, reliability, quarantined_at in fetch_rows(session, query):
             weights[user] = 0.0 if quarantined_at else reliability
     return weights
 
@@ -319,7 +321,7 @@ def _items(
             )
             .order_by(ITEMS.c.id)
         )
-        items.update((row[0], ItemRow(*row)) for row in session.execute(query).all())
+        items.update((row[0], ItemRow(*row)) for row in fetch_rows(session, query))
     return list(items.values())
 
 
@@ -426,7 +428,9 @@ def _settles(ctx: _Context, tally: Tally, votes: list[Vote], rejected: set[str |
 
 
 def _trusted_label(ctx: _Context, votes: list[Vote]) -> str | None:
-    trusted = set(ctx.policy.get("trusted_users") or [])
+    trusted = ctx.trusted
+    if not trusted:
+        return None
     labels = {v.label for v in votes if v.user in trusted}
     return labels.pop() if len(labels) == 1 else None
 

@@ -68,7 +68,12 @@ class EffectiveOpinion(SQLModel, table=True):
 
     id: int | None = id_field()
     project_id: int = fk_field("project.id", ondelete="CASCADE", index=False)
-    prediction_id: int = fk_field("prediction.id", ondelete="CASCADE", index=False)
+    # No foreign key to prediction: its check locked the prediction row for every new
+    # opinion (~15 us each, the largest part of the opinion upsert). Processing writes
+    # opinions only for predictions it has just read in the same project under the
+    # project's lock, and predictions are only ever deleted with their project, whose key
+    # above removes the opinions too.
+    prediction_id: int = Field(sa_column=Column(BigId, nullable=False))
     cluster_id: int | None = Field(default=None, sa_column=Column(BigId, nullable=True))
     end_user: str = Field(max_length=200)
     event_id: int = Field(sa_column=Column(BigId, nullable=False))

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 17:01:06.412637
+Create Date: 2026-11-27 21:32:10.021419
 """
 
 from collections.abc import Sequence
@@ -155,6 +155,25 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('project_id', 'number', name='uq_dataset_version_number')
     )
+    op.create_table('effective_opinion',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('project_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('prediction_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('cluster_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('end_user', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('event_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('order_key', sqlmodel.sql.sqltypes.AutoString(length=120), nullable=False),
+    sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
+    sa.Column('value', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=True),
+    sa.Column('events_seen', sa.Integer(), nullable=False),
+    sa.Column('updated_at', corrigenda.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['project_id'], ['project.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('prediction_id', 'end_user', name='uq_effective_opinion_user')
+    )
+    with op.batch_alter_table('effective_opinion', schema=None) as batch_op:
+        batch_op.create_index('ix_effective_opinion_cluster', ['project_id', 'cluster_id'], unique=False)
+
     op.create_table('membership',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('user_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -271,26 +290,6 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_prediction_content_hash'), ['content_hash'], unique=False)
         batch_op.create_index('ix_prediction_project_cluster', ['project_id', 'cluster_id'], unique=False)
         batch_op.create_index('ix_prediction_project_created', ['project_id', 'created_at'], unique=False)
-
-    op.create_table('effective_opinion',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
-    sa.Column('project_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('prediction_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('cluster_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
-    sa.Column('end_user', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-    sa.Column('event_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('order_key', sqlmodel.sql.sqltypes.AutoString(length=120), nullable=False),
-    sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
-    sa.Column('value', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=True),
-    sa.Column('events_seen', sa.Integer(), nullable=False),
-    sa.Column('updated_at', corrigenda.models.base.UTCDateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['prediction_id'], ['prediction.id'], ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['project_id'], ['project.id'], ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('prediction_id', 'end_user', name='uq_effective_opinion_user')
-    )
-    with op.batch_alter_table('effective_opinion', schema=None) as batch_op:
-        batch_op.create_index('ix_effective_opinion_cluster', ['project_id', 'cluster_id'], unique=False)
 
     op.create_table('example',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -455,10 +454,6 @@ def downgrade() -> None:
         batch_op.drop_index('ix_example_project_seq')
 
     op.drop_table('example')
-    with op.batch_alter_table('effective_opinion', schema=None) as batch_op:
-        batch_op.drop_index('ix_effective_opinion_cluster')
-
-    op.drop_table('effective_opinion')
     with op.batch_alter_table('prediction', schema=None) as batch_op:
         batch_op.drop_index('ix_prediction_project_created')
         batch_op.drop_index('ix_prediction_project_cluster')
@@ -481,6 +476,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_membership_project_id'))
 
     op.drop_table('membership')
+    with op.batch_alter_table('effective_opinion', schema=None) as batch_op:
+        batch_op.drop_index('ix_effective_opinion_cluster')
+
+    op.drop_table('effective_opinion')
     op.drop_table('dataset_version')
     with op.batch_alter_table('cluster', schema=None) as batch_op:
         batch_op.drop_index('ix_cluster_project_touched')
