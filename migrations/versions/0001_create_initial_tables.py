@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 17:01:06.412637
+Create Date: 2026-11-27 21:20:53.546824
 """
 
 from collections.abc import Sequence
@@ -41,11 +41,6 @@ def upgrade() -> None:
     sa.Column('quarantine_reason', sqlmodel.sql.sqltypes.AutoString(length=300), nullable=True),
     sa.Column('updated_at', corrigenda.models.base.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('project_id', 'end_user')
-    )
-    op.create_table('lsh_band',
-    sa.Column('band_key', sa.BigInteger(), nullable=False),
-    sa.Column('cluster_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.PrimaryKeyConstraint('band_key', 'cluster_id')
     )
     op.create_table('metric_watermark',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -498,7 +493,6 @@ def downgrade() -> None:
     op.drop_table('user_account')
     op.drop_table('project')
     op.drop_table('metric_watermark')
-    op.drop_table('lsh_band')
     op.drop_table('end_user_status')
     op.drop_table('cluster_content')
     # ### end Alembic commands ###
