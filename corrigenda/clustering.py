@@ -1,4 +1,4 @@
-"""Near-duplicate clustering: numpy-vectorised MinHash with LSH bands kept in the database.
+"""Near-duplicate clustering: numpy-vectorised MinHash, signatures kept in the database.
 
 Why our own MinHash rather than datasketch: the measured facts in the workers issue (and
 the figures in docs/benchmarks.md) show a vectorised numpy pipeline computing an order of
@@ -6,17 +6,23 @@ magnitude more signatures per second than datasketch's bulk path, and datasketch
 banding (threshold 0.8) misses ~13 % of planted near-duplicates. We band for a lower
 threshold and verify every candidate by the signatures' estimated Jaccard similarity, so
 recall comes from the banding and precision from the check. 8 bands × 3 rows verified at
-0.5 (recall 0.973 on the planted benchmark) replaced 24 × 4 verified at 0.6 (0.955): a third
-of the stored band rows per cluster, which is what bounds the bulk path's time.
+0.5 (recall 0.973 on the planted benchmark) replaced 24 × 4 verified at 0.6 (0.955).
 
-Matching is vectorised: band keys of a whole batch are looked up in ONE statement, candidate
-pairs found by sorting, similarities computed by numpy; only texts that have a candidate at
-all go through the (order-dependent) greedy choice in Python. A batch gives the same
+The LSH buckets are not a table: a cluster's band keys follow from its stored signature, and
+each process keeps them in memory (``BandIndex``), synchronised with the database under the
+project's processing lock. A B-tree of one row per (band key, cluster) was what bounded the
+bulk path: at a million texts its random inserts into an index larger than the buffer
+cache took over a third of the time, growing with the table (docs/benchmarks.md).
+
+Matching is vectorised: band keys of a whole batch are looked up in the index at once,
+only the candidates' signatures are read (ONE statement), candidate pairs found by sorting,
+similarities computed by numpy; only texts that have a candidate at all go through the
+(order-dependent) greedy choice in Python. A batch gives the same
 clusters as the same texts sent one by one (tested).
 
 All hashing is seeded and stable across processes (tabulation hashing of the UTF-8 bytes
 and fixed universal-hash coefficients); Python's salted ``hash()`` is never used, because
-band keys are stored and shared by every worker.
+signatures are stored and every worker must derive the same band keys from them.
 """
 
 from __future__ import annotations
@@ -32,18 +38,14 @@ import numpy as np
 from sqlalchemy import event, text
 from sqlmodel import Session, col, select
 
-from .bulk import array_literal, chunks, copy_bigints, dialect, insert_ignore, lock_project
-from .models import Cluster, ClusterContent, LshBand, utcnow
+from .bulk import array_literal, chunks, dialect, insert_ignore, lock_project
+from .models import Cluster, ClusterContent, utcnow
 from .normalize import content_hash, normalize_text
 
 NUM_PERM = 128
 BANDS = 8
 ROWS = 3
 DEFAULT_THRESHOLD = 0.5
-# Stored band key: project (low 23 bits) << 40 | band << 32 | 32-bit band value. Keys of other
-# projects whose ids agree in those bits are only false candidates: signatures are fetched
-# for this project's clusters only.
-_PROJECT_BITS = 23
 MAX_CHARS = 20_000
 CHUNK_SHINGLES = 1 << 12
 TEXTS_PER_GROUP = 4096
@@ -149,12 +151,6 @@ def band_keys(signatures: np.ndarray) -> np.ndarray:
     keys >>= np.uint64(32)
     keys |= np.arange(BANDS, dtype=np.uint64) << np.uint64(32)
     return keys.view(np.int64)
-
-
-def stored_band_keys(project_id: int, signatures: np.ndarray) -> np.ndarray:
-    """The keys as stored in ``lsh_band``: the project folded into the high bits."""
-    project = np.int64(int(project_id) & ((1 << _PROJECT_BITS) - 1)) << np.int64(40)
-    return band_keys(signatures) | project
 
 
 def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -407,11 +403,14 @@ def _place_new(
     """Cluster id per fresh hash, the clusters created, and how many texts joined one."""
     if near_duplicates:
         signatures = prepared.signatures_of(fresh)
-        keys = stored_band_keys(project_id, signatures)
-        stored = _band_filter(session, project_id)
-        candidate_keys, candidate_clusters = _stored_candidates(session, stored.present(keys))
+        keys = band_keys(signatures)
+        index = _band_index(session, project_id)
+        candidate_keys, candidate_clusters = index.candidates(keys)
         cluster_ids, cluster_signatures = _signatures(
             session, project_id, np.unique(candidate_clusters)
+        )
+        candidate_keys, candidate_clusters = _confirmed(
+            candidate_keys, candidate_clusters, cluster_ids, cluster_signatures
         )
         plan = plan_matches(
             signatures,
@@ -432,10 +431,9 @@ def _place_new(
         project_id,
         [fresh[i] for i in founders.tolist()],
         signatures[founders] if near_duplicates else None,
-        keys[founders],
     )
     if near_duplicates and ids.size:
-        _pending(session, project_id, keys[founders], int(ids.max()))
+        _pending(session, project_id, ids, keys[founders])
     new_id = np.full(len(fresh), -1, dtype=np.int64)
     new_id[founders] = ids
     cluster = np.where(plan.stored >= 0, plan.stored, new_id[plan.leader])
@@ -443,111 +441,140 @@ def _place_new(
     return placed, ids.tolist(), len(fresh) - founders.size
 
 
-class BandFilter:
-    """A superset of one project's stored band keys, kept in the process, so a batch asks
-    the database only about keys that may exist (most of a batch's keys are new). Holds the
-    keys' low 32 bits (uint32, sorted segments merged like a binary counter): a key of
-    another band with the same bits only costs one needless index probe.
+class BandIndex:
+    """One project's LSH buckets, kept in the process: every stored cluster's band keys
+    (``band_keys`` of its signature: band << 32 | 32-bit hash) with its id, in sorted
+    segments merged like a binary counter (16 bytes per band, 128 per cluster).
 
-    Kept complete by a high-water mark of cluster ids: ids are reserved from the sequence
-    (SQLite: max rowid + 1) while the project's processing lock is held, and the lock is
-    held until commit, so every cluster committed after the filter last read the database
-    has a larger id than any it has seen. Each ``assign_clusters`` call reads, under the
-    lock, the clusters above the mark and derives their keys from their signatures (a
-    cluster's band rows are exactly ``stored_band_keys`` of its signature). The caller's own
-    new keys join at once (an extra key is harmless) but the mark only moves past its own
-    ids after its commit: a rolled-back id may be reused (SQLite)."""
+    The database holds the truth — each cluster's signature, from whose first
+    ``BANDS × ROWS`` values its band keys follow — and every process derives the same
+    buckets from it: loaded once per project, then kept complete by a high-water mark of
+    cluster ids. Ids are reserved from the sequence (SQLite: max rowid + 1) while the
+    project's processing lock is held, and the lock is held until commit, so every cluster
+    committed after the index last read the database has a larger id than any it has
+    seen. Each ``assign_clusters`` call reads, under the lock, the clusters above the mark.
+    The caller's own new clusters join at once, but the mark only moves past its own ids
+    after its commit: a rolled-back id may be reused (SQLite) by another cluster, so an
+    entry may be stale — every candidate is confirmed against the band keys of the
+    signature actually stored under its id before it counts."""
 
-    def __init__(self, mark: int, keys: np.ndarray) -> None:
+    def __init__(self, mark: int) -> None:
         self.mark = mark
-        self.segments: list[np.ndarray] = []
+        self.segments: list[tuple[np.ndarray, np.ndarray]] = []
         self.guard = threading.Lock()
-        self.add(keys)
 
-    def add(self, keys: np.ndarray) -> None:
-        low = np.unique((keys.ravel() & 0xFFFFFFFF).astype(np.uint32))
-        if not low.size:
+    def add(self, ids: np.ndarray, keys: np.ndarray) -> None:
+        """``keys`` (``len(ids)`` × BANDS) of the clusters ``ids``."""
+        if not keys.size:
             return
+        flat = keys.ravel()
+        order = np.argsort(flat, kind="stable")
+        part = (flat[order], np.repeat(ids, keys.shape[1])[order])
         with self.guard:
-            segments = [*self.segments, low]
-            while len(segments) > 1 and segments[-2].size <= 2 * segments[-1].size:
-                merged = np.concatenate(segments[-2:])
-                merged.sort(kind="stable")  # two sorted runs: linear
-                segments[-2:] = [merged]
+            segments = [*self.segments, part]
+            while len(segments) > 1 and segments[-2][0].size <= 2 * segments[-1][0].size:
+                (a_keys, a_ids), (b_keys, b_ids) = segments[-2:]
+                merged = np.concatenate((a_keys, b_keys))
+                order = np.argsort(merged, kind="stable")  # two sorted runs: linear
+                segments[-2:] = [(merged[order], np.concatenate((a_ids, b_ids))[order])]
             self.segments = segments
 
-    def present(self, keys: np.ndarray) -> np.ndarray:
-        """The distinct keys among ``keys`` that may be stored."""
+    def candidates(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(band key, cluster id) of every entry sharing a key with ``keys``."""
         unique = np.unique(keys)
-        low = (unique & 0xFFFFFFFF).astype(np.uint32)
-        hit = np.zeros(unique.size, dtype=bool)
-        for segment in self.segments:
-            where = np.minimum(np.searchsorted(segment, low), segment.size - 1)
-            hit |= segment[where] == low
-        return unique[hit]
+        found_keys: list[np.ndarray] = []
+        found_ids: list[np.ndarray] = []
+        for segment_keys, segment_ids in self.segments:
+            lo = np.searchsorted(segment_keys, unique, side="left")
+            counts = np.searchsorted(segment_keys, unique, side="right") - lo
+            total = int(counts.sum())
+            if total:
+                starts = np.cumsum(counts) - counts
+                positions = np.arange(total) - np.repeat(starts - lo, counts)
+                found_keys.append(segment_keys[positions])
+                found_ids.append(segment_ids[positions])
+        if not found_keys:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return np.concatenate(found_keys), np.concatenate(found_ids)
 
 
-_FILTERS: weakref.WeakKeyDictionary[Any, dict[int, BandFilter]] = weakref.WeakKeyDictionary()
-_FILTERS_GUARD = threading.Lock()
-_SESSION_KEY = "corrigenda.clustering.band_filter"
+_INDEXES: weakref.WeakKeyDictionary[Any, dict[int, BandIndex]] = weakref.WeakKeyDictionary()
+_INDEXES_GUARD = threading.Lock()
+_SESSION_KEY = "corrigenda.clustering.band_index"
+_LOAD_ROWS = 50_000
+# the first BANDS × ROWS values of a signature (uint32 little-endian) give its band keys
+_BAND_BYTES = BANDS * ROWS * 4
 
 
-def _band_filter(session: Session, project_id: int) -> BandFilter:
-    """The project's filter, brought up to date (the project lock is held)."""
+def _band_index(session: Session, project_id: int) -> BandIndex:
+    """The project's band index, brought up to date (the project lock is held)."""
     engine = session.get_bind()
-    with _FILTERS_GUARD:
-        filters = _FILTERS.setdefault(engine, {})
+    with _INDEXES_GUARD:
+        indexes = _INDEXES.setdefault(engine, {})
     pending = _session_pending(session)
-    current = filters.get(project_id)
+    current = indexes.get(project_id)
     if current is not None and project_id not in pending:
         # the first call of this transaction: the clusters others committed since; the
         # mark's own row must still be there (tables emptied or recreated: load afresh)
         rows = _fetch(
             session,
             text(
-                "SELECT id, signature FROM cluster WHERE id >= :mark AND project_id = :project "
-                "ORDER BY id"
+                f"SELECT id, substr(signature, 1, {_BAND_BYTES}) FROM cluster "
+                "WHERE id >= :mark AND project_id = :project ORDER BY id"
             ),
             {"mark": current.mark, "project": project_id},
         )
         if current.mark and (not rows or rows[0][0] != current.mark):
             current = None
         elif rows:
-            new = rows[1:] if current.mark else rows
-            blobs = [bytes(b) for _, b in new if b and len(b) == NUM_PERM * 4]
-            if blobs:
-                matrix = np.frombuffer(b"".join(blobs), dtype="<u4").reshape(-1, NUM_PERM)
-                current.add(band_keys(matrix.astype(np.uint32)))
+            _index_rows(current, rows[1:] if current.mark else rows)
             with current.guard:
                 current.mark = max(current.mark, int(rows[-1][0]))
     if current is None:
-        current = _load_filter(session, project_id)
-        filters[project_id] = current
+        current = _load_index(session, project_id)
+        indexes[project_id] = current
     pending.setdefault(project_id, (current, -1))
     return current
 
 
-def _load_filter(session: Session, project_id: int) -> BandFilter:
-    """All stored keys in the project's key range (other projects' keys sharing the
-    project's low bits included: false candidates only) and the project's highest id."""
-    project = (int(project_id) & ((1 << _PROJECT_BITS) - 1)) << 40
+def _index_rows(index: BandIndex, rows: Sequence[Sequence[Any]]) -> None:
+    """Add ``(id, first signature bytes)`` rows (clusters without a signature: none)."""
+    ids = [cid for cid, blob in rows if blob is not None and len(blob) == _BAND_BYTES]
+    if not ids:
+        return
+    blob = b"".join(bytes(b) for _, b in rows if b is not None and len(b) == _BAND_BYTES)
+    prefix = np.frombuffer(blob, dtype="<u4").reshape(len(ids), BANDS * ROWS)
+    index.add(np.array(ids, dtype=np.int64), band_keys(prefix.astype(np.uint32)))
+
+
+def _load_index(session: Session, project_id: int) -> BandIndex:
+    """Every signed cluster of the project, read in parts of ``_LOAD_ROWS`` (the first
+    signature bytes only)."""
     mark = session.execute(
         select(Cluster.id)
         .where(Cluster.project_id == project_id)
         .order_by(col(Cluster.id).desc())
         .limit(1)
     ).scalar()
-    rows = session.execute(
-        text("SELECT band_key FROM lsh_band WHERE band_key >= :lo AND band_key < :hi"),
-        {"lo": project, "hi": project + (1 << 40)},
-    ).scalars()
-    keys = np.fromiter(rows, dtype=np.int64)
-    return BandFilter(int(mark or 0), keys)
+    index = BandIndex(int(mark or 0))
+    sql = text(
+        f"SELECT id, substr(signature, 1, {_BAND_BYTES}) FROM cluster "
+        "WHERE project_id = :project AND id > :after AND id <= :mark "
+        f"ORDER BY id LIMIT {_LOAD_ROWS}"
+    )
+    after = 0
+    while after < index.mark:
+        rows = _fetch(session, sql, {"project": project_id, "after": after, "mark": index.mark})
+        if not rows:
+            break
+        _index_rows(index, rows)
+        after = int(rows[-1][0])
+    return index
 
 
-def _session_pending(session: Session) -> dict[int, tuple[BandFilter, int]]:
-    """Per project touched in this transaction: its filter and the highest cluster id this
-    transaction created (-1: none). On commit the filters' marks move past those ids."""
+def _session_pending(session: Session) -> dict[int, tuple[BandIndex, int]]:
+    """Per project touched in this transaction: its index and the highest cluster id this
+    transaction created (-1: none). On commit the indexes' marks move past those ids."""
     pending = session.info.get(_SESSION_KEY)
     if pending is None:
         pending = session.info[_SESSION_KEY] = {}
@@ -556,11 +583,11 @@ def _session_pending(session: Session) -> dict[int, tuple[BandFilter, int]]:
     return pending
 
 
-def _pending(session: Session, project_id: int, keys: np.ndarray, top: int) -> None:
+def _pending(session: Session, project_id: int, ids: np.ndarray, keys: np.ndarray) -> None:
     pending = _session_pending(session)
     current, mark = pending[project_id]
-    current.add(keys)
-    pending[project_id] = (current, max(mark, top))
+    current.add(ids, keys)
+    pending[project_id] = (current, max(mark, int(ids.max())))
 
 
 def _committed(session: Session) -> None:
@@ -574,28 +601,26 @@ def _rolled_back(session: Session) -> None:
     session.info[_SESSION_KEY] = {}
 
 
-def _stored_candidates(session: Session, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(band key, cluster id) of every stored band sharing a key with the batch."""
-    unique = np.unique(keys)
-    if unique.size == 0:
+def _confirmed(
+    candidate_keys: np.ndarray,
+    candidate_clusters: np.ndarray,
+    cluster_ids: np.ndarray,
+    cluster_signatures: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The candidate pairs whose cluster's stored signature really has that band key (an
+    index entry may be stale: a rolled-back id reused by another cluster)."""
+    if candidate_keys.size == 0 or cluster_ids.size == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    rows: list[Any] = []
-    if dialect(session) == "postgresql":  # one array parameter, sorted: one index pass
-        sql = text(
-            "SELECT band_key, cluster_id FROM lsh_band "
-            "WHERE band_key = ANY(CAST(:keys AS bigint[]))"
-        )
-        rows = _fetch(session, sql, {"keys": array_literal(unique.tolist())})
-    else:
-        for part in chunks(unique.tolist()):
-            query = select(LshBand.band_key, LshBand.cluster_id).where(
-                col(LshBand.band_key).in_(part)
-            )
-            rows.extend(tuple(row) for row in session.exec(query))
-    if not rows:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    found = np.array(rows, dtype=np.int64)
-    return found[:, 0], found[:, 1]
+    order = np.argsort(cluster_ids, kind="stable")
+    where = np.minimum(
+        np.searchsorted(cluster_ids, candidate_clusters, sorter=order), order.size - 1
+    )
+    rows = order[where]
+    known = cluster_ids[rows] == candidate_clusters
+    actual = band_keys(cluster_signatures)
+    bands = (candidate_keys >> 32).astype(np.int64) % BANDS
+    known &= actual[rows, bands] == candidate_keys
+    return candidate_keys[known], candidate_clusters[known]
 
 
 def _fetch(session: Session, sql: Any, params: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -638,30 +663,14 @@ def _insert_clusters(
     project_id: int,
     hashes: list[str],
     signatures: np.ndarray | None,
-    keys: np.ndarray,
 ) -> np.ndarray:
-    """Insert new clusters (ids increasing in the given order) and their band rows."""
+    """Insert new clusters (ids increasing in the given order)."""
     if not hashes:
         return np.zeros(0, dtype=np.int64)
     blobs = None if signatures is None else signatures.astype("<u4")
     if dialect(session) == "postgresql":
-        ids = _insert_clusters_pg(session, project_id, hashes, blobs)
-    else:
-        ids = _insert_clusters_orm(session, project_id, hashes, blobs)
-    if keys.size:
-        # the band index is part of the key: one cluster's keys are distinct, no dedupe
-        flat = keys.ravel()
-        order = np.argsort(flat, kind="stable")  # sorted: index locality
-        band_key, owner = flat[order], np.repeat(ids, keys.shape[1])[order]
-        if dialect(session) == "postgresql":  # new clusters: their bands cannot conflict
-            copy_bigints(session, "lsh_band", {"band_key": band_key, "cluster_id": owner})
-        else:
-            rows = [
-                {"band_key": k, "cluster_id": c}
-                for k, c in zip(band_key.tolist(), owner.tolist(), strict=True)
-            ]
-            insert_ignore(session, LshBand.__table__, rows)
-    return ids
+        return _insert_clusters_pg(session, project_id, hashes, blobs)
+    return _insert_clusters_orm(session, project_id, hashes, blobs)
 
 
 def _insert_clusters_orm(

@@ -3,7 +3,7 @@
 from sqlmodel import SQLModel
 
 from .base import utcnow
-from .cluster import Cluster, ClusterContent, EffectiveOpinion, EndUserStatus, LshBand
+from .cluster import Cluster, ClusterContent, EffectiveOpinion, EndUserStatus
 from .dataset import AuditLog, DatasetVersion, Example
 from .feedback import FeedbackEvent, Prediction
 from .metrics import MetricAlert, MetricFact, MetricRollup, MetricWatermark
@@ -23,7 +23,6 @@ __all__ = [
     "EndUserStatus",
     "Example",
     "FeedbackEvent",
-    "LshBand",
     "Membership",
     "MetricAlert",
     "MetricFact",

@@ -1,4 +1,4 @@
-"""Processing state: content clusters, their LSH bands, effective opinions, end-user standing.
+"""Processing state: content clusters, effective opinions, end-user standing.
 
 Everything the workers derive from raw feedback lives here, so it survives restarts and is
 shared by every worker process.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Float, Index, LargeBinary, String, UniqueConstraint
+from sqlalchemy import Column, Float, Index, LargeBinary, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from .base import BigId, fk_field, id_field, json_field, time_field
@@ -19,8 +19,10 @@ class Cluster(SQLModel, table=True):
     """Inputs that are the same after normalisation or near-duplicates of each other.
 
     ``signature`` is the MinHash signature of the first member (uint32 little-endian); new
-    texts are verified against it. ``touched_at`` is set whenever an opinion in the cluster
-    changes; the periodic re-aggregation works off it.
+    texts are verified against it, and its LSH band keys follow from its first values
+    (``corrigenda.clustering.band_keys``; each worker process keeps the buckets in memory).
+    ``touched_at`` is set whenever an opinion in the cluster changes; the periodic
+    re-aggregation works off it.
     """
 
     __table_args__ = (Index("ix_cluster_project_touched", "project_id", "touched_at"),)
@@ -45,18 +47,6 @@ class ClusterContent(SQLModel, table=True):
     project_id: int = Field(sa_column=Column(BigId, primary_key=True))
     content_hash: str = Field(sa_column=Column(String(64), primary_key=True))
     cluster_id: int = Field(sa_column=Column(BigId, nullable=False))
-
-
-class LshBand(SQLModel, table=True):
-    """Near-duplicate level: one row per (cluster, band). ``band_key`` folds the project
-    (low 23 bits), the band's index and a 32-bit hash of its MinHash rows into one stable
-    signed 64-bit integer (see ``corrigenda.clustering.stored_band_keys``): one narrow
-    index, the fewest bytes per stored band."""
-
-    __tablename__ = "lsh_band"
-
-    band_key: int = Field(sa_column=Column(BigInteger, primary_key=True))
-    cluster_id: int = Field(sa_column=Column(BigId, primary_key=True))
 
 
 class EffectiveOpinion(SQLModel, table=True):

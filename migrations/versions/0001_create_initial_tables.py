@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 22:13:25.315597
+Create Date: 2026-11-27 22:13:55.035964
 """
 
 from collections.abc import Sequence
@@ -54,11 +54,6 @@ def upgrade() -> None:
     sa.Column('quarantine_reason', sqlmodel.sql.sqltypes.AutoString(length=300), nullable=True),
     sa.Column('updated_at', corrigenda.models.base.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('project_id', 'end_user')
-    )
-    op.create_table('lsh_band',
-    sa.Column('band_key', sa.BigInteger(), nullable=False),
-    sa.Column('cluster_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.PrimaryKeyConstraint('band_key', 'cluster_id')
     )
     op.create_table('metric_watermark',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -492,7 +487,6 @@ def downgrade() -> None:
     op.drop_table('user_account')
     op.drop_table('project')
     op.drop_table('metric_watermark')
-    op.drop_table('lsh_band')
     op.drop_table('end_user_status')
     op.drop_table('cluster_content')
     with op.batch_alter_table('cluster', schema=None) as batch_op:

@@ -18,6 +18,8 @@ from sqlalchemy.engine import Engine
 from corrigenda.clustering import (
     BANDS,
     NUM_PERM,
+    BandIndex,
+    _confirmed,
     assign_clusters,
     band_keys,
     minhash,
@@ -245,6 +247,24 @@ def test_vectorised_plan_matches_the_plain_greedy_loop() -> None:
         assert plan.leader.tolist() == reference_plan(signatures, keys, threshold)
 
 
+def test_band_index_finds_every_entry_and_stale_entries_are_dropped() -> None:
+    signatures = minhash([BASE, BASE.replace("twelve", "thirteen"), OTHER_BASE])
+    keys = band_keys(signatures)
+    index = BandIndex(0)
+    for cid in range(1, 40):  # many segments, merged like a binary counter
+        index.add(np.array([cid]), keys[[cid % 3]])
+    assert len(index.segments) < 10
+    found_keys, found_ids = index.candidates(keys[[1]])
+    expected = {(int(k), c) for c in range(1, 40) for k in keys[c % 3] if k in keys[1]}
+    assert set(zip(found_keys.tolist(), found_ids.tolist(), strict=True)) == expected
+    # id 2 now holds OTHER_BASE's signature (a rolled-back id reused): its entries for the
+    # edited text's keys are stale and must not count; id 3 holds nothing (gone)
+    stored_ids = np.array([1, 2])
+    kept_keys, kept_ids = _confirmed(found_keys, found_ids, stored_ids, signatures[[0, 2]])
+    assert set(kept_ids.tolist()) == {1}
+    assert set(kept_keys.tolist()) == set(keys[0].tolist()) & set(keys[1].tolist())
+
+
 def test_concurrent_callers_on_postgresql_share_one_cluster(pg_url: str) -> None:
     engine = make_engine(pg_url)
     metadata.create_all(engine)
@@ -269,14 +289,14 @@ def test_concurrent_callers_on_postgresql_share_one_cluster(pg_url: str) -> None
     assert results[0] == results[1]
 
 
-def test_clusters_another_process_committed_are_seen_by_a_warm_filter(engine: Engine) -> None:
-    """Each engine keeps its own in-process band-key filter (as another worker process
+def test_clusters_another_process_committed_are_seen_by_a_warm_band_index(engine: Engine) -> None:
+    """Each engine keeps its own in-process band index (as another worker process
     would): clusters committed through one must be found by the other's next batch, also
     after a rolled-back batch whose ids the database may hand out again (SQLite)."""
-    project_id = new_project(engine, "filter")
+    project_id = new_project(engine, "index")
     other = make_engine(str(engine.url.render_as_string(hide_password=False)))
     try:
-        with transaction(engine) as session:  # warms this engine's filter
+        with transaction(engine) as session:  # warms this engine's band index
             assign_clusters(session, project_id=project_id, texts=[(0, "an unrelated text")])
         with transaction(other) as session:
             created = assign_clusters(session, project_id=project_id, texts=[(1, BASE)])
