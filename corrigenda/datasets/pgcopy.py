@@ -26,11 +26,14 @@ import hashlib
 import io
 import itertools
 import os
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from queue import Queue
 from typing import Any, BinaryIO
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -166,15 +169,11 @@ class KeyStats:
         the key cost PostgreSQL ~0.2 s of CPU per 200,000 rows. Groups come in order of first
         appearance, like the keys."""
         names = STAT_COLUMNS if self.stats.count_labels else STAT_COLUMNS[:-2]
-        groups = (
-            pa.Table.from_batches([batch])
-            .group_by(list(names), use_threads=False)
-            .aggregate([([], "count_all")])
-        )
-        columns = [groups.column(name).to_pylist() for name in names]
-        self.merge(
-            zip(zip(*columns, strict=True), groups.column("count_all").to_pylist(), strict=True)
-        )
+        columns = [batch.column(name) for name in names]
+        first, counts = group_counts(columns)
+        rows = pa.Array.from_buffers(pa.int64(), len(first), [None, pa.py_buffer(first)])
+        values = [column.take(rows).to_pylist() for column in columns]
+        self.merge(zip(zip(*values, strict=True), counts.tolist(), strict=True))
 
     def _add_columns(self, key: tuple[Any, ...], n: int) -> None:
         """``_add`` for a ``STAT_COLUMNS`` group (values as the CSV columns carry them)."""
@@ -204,6 +203,27 @@ class KeyStats:
             stats.add_agreement(float(fields[2]), n)
         if stats.count_labels:
             stats.add_labels(split, orjson.loads(fields[4]), n)
+
+
+def group_counts(columns: list[pa.Array]) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of ``columns``: the index of each one's first row and how many
+    rows it has, in order of first appearance. Hash kernels and numpy only:
+    ``Table.group_by`` imports ``pyarrow.acero``, which imports pandas (0.3-0.9 s and
+    ~33 MiB in every build process), and so would ``to_numpy``/``pa.array`` of numpy
+    arrays: the buffers are wrapped directly instead."""
+    codes = np.zeros(len(columns[0]), dtype=np.int64)
+    for column in columns:
+        encoded = pc.dictionary_encode(column, null_encoding="encode")
+        indices = encoded.indices  # int32, no nulls
+        start = indices.offset
+        codes = (
+            codes * len(encoded.dictionary)
+            + np.frombuffer(indices.buffers()[1], dtype=np.int32)[start : start + len(indices)]
+        )
+        codes = np.unique(codes, return_inverse=True)[1]  # dense again: cannot overflow
+    _, first, counts = np.unique(codes, return_index=True, return_counts=True)
+    order = np.argsort(first)
+    return np.ascontiguousarray(first[order], dtype=np.int64), counts[order]
 
 
 # --- JSONL ---------------------------------------------------------------------------------
@@ -422,18 +442,76 @@ def csv_batches(rows: Iterable[Any]) -> Iterator[pa.RecordBatch]:
 
     Each ``COPY`` CSV message is one whole row, so a block of them parses on its own: no
     streaming reader (its read-ahead thread held several blocks and their copies: ~100 MiB
-    more peak memory at 4 MiB blocks) and no file shim in Python between it and libpq."""
+    more peak memory at 4 MiB blocks) and no file shim in Python between it and libpq.
+    The blocks are read and joined by a thread of their own (``read_ahead``)."""
+    for block in read_ahead(csv_blocks(rows)):
+        yield from _parse_csv(block)
+
+
+def csv_blocks(rows: Iterable[Any]) -> Iterator[bytes]:
     parts: list[Any] = []
     have = 0
     for row in rows:
         parts.append(row)
         have += len(row)
         if have >= CSV_BLOCK:
-            yield from _parse_csv(b"".join(parts))
+            yield b"".join(parts)
             parts.clear()
             have = 0
     if parts:
-        yield from _parse_csv(b"".join(parts))
+        yield b"".join(parts)
+
+
+READ_AHEAD = 2  # blocks held by the queue: memory stays bounded
+
+
+def read_ahead(blocks: Iterator[bytes]) -> Iterator[bytes]:
+    """``blocks``, produced by a thread at most ``READ_AHEAD`` blocks ahead.
+
+    Reading ``COPY`` rows is a Python loop (one libpq call per row) that holds the GIL;
+    parsing, filtering and zstd are pyarrow calls that release it. In one thread the two
+    take turns (and PostgreSQL waits on a full socket meanwhile); here the reader runs
+    while pyarrow works, on the second core. If the consumer stops early, the reader
+    stops after its current block and closes ``blocks`` (which cancels the ``COPY``)."""
+    queue: Queue[Any] = Queue(maxsize=READ_AHEAD)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for block in blocks:
+                queue.put(block)
+                if stop.is_set():
+                    break
+        except BaseException as exc:  # handed to the consumer, raised there
+            queue.put(_Failed(exc))
+        finally:
+            close = getattr(blocks, "close", None)
+            if close is not None:
+                close()
+            queue.put(_DONE)
+
+    reader = threading.Thread(target=read, name="copy-reader", daemon=True)
+    reader.start()
+    done = False
+    try:
+        while (item := queue.get()) is not _DONE:
+            if isinstance(item, _Failed):
+                raise item.exc
+            yield item
+        done = True
+    finally:
+        stop.set()
+        while not done:  # unblock the reader's put; it ends with _DONE
+            done = queue.get() is _DONE
+        reader.join()
+
+
+class _Failed:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+_DONE = object()
 
 
 def _parse_csv(block: bytes) -> Iterator[pa.RecordBatch]:
@@ -522,9 +600,9 @@ def write_parquet(
             keys.merge_columns(batch)
         table = parquet_table(batch, schema)
         column = table.column("split")
-        for split in pc.unique(column).to_pylist():
-            # a pyarrow scalar: a Python one makes pyarrow import pandas (0.3 s)
-            out.add(split, pc.filter(table, pc.equal(column, pa.scalar(split))))
+        for split in pc.unique(column):
+            # compared as the pyarrow scalar: converting a Python value imports pandas (0.3 s)
+            out.add(split.as_py(), pc.filter(table, pc.equal(column, split)))
         done += batch.num_rows
         tick(done)
     files = out.close(folder)
