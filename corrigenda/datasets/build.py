@@ -463,6 +463,11 @@ def _postgres_snapshot(engine: Engine) -> Iterator[Snapshot]:
                         yield from batch
 
             def copy(sql: str, params: dict[str, Any]) -> Iterator[bytes]:
+                # The COPYs read in id order. Sorted, no row leaves PostgreSQL before all
+                # are sorted (~30 % of a Parquet build, the client idle); in index order
+                # they stream at once and the client's work overlaps the database's
+                # (Parquet, 1,000,000 rows, load 4.5: 11.8-12.8 s -> 10.4-11.1 s).
+                driver.execute("SET LOCAL enable_sort = off")
                 return copy_rows(driver, sql, params)
 
             def estimate(sql: str, params: dict[str, Any]) -> int:
