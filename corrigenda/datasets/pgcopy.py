@@ -567,7 +567,7 @@ def write_parquet(
 # --- one build -------------------------------------------------------------------------------
 
 FAST_FORMATS = ("jsonl", "parquet", "hf")
-Copy = Callable[[str, dict[str, Any]], Iterator[Any]]
+Copy = Callable[..., Iterator[Any]]  # (sql, params, *, sort=True): see build.snapshot
 
 
 def from_where(
@@ -613,7 +613,7 @@ def export(
             )
         else:
             sql, extra = parquet_sql(sql_source, splitter)
-            rows = copy(sql, {**params, **extra})
+            rows = copy(sql, {**params, **extra}, sort=False)  # streams from the first row
             files |= write_parquet(rows, root, context, name, keys, progress)
         if keys is not None:
             keys.fold()
