@@ -462,7 +462,14 @@ def _postgres_snapshot(engine: Engine) -> Iterator[Snapshot]:
                     while batch := rows.fetchmany(FETCH):
                         yield from batch
 
-            def copy(sql: str, params: dict[str, Any]) -> Iterator[bytes]:
+            def copy(sql: str, params: dict[str, Any], *, sort: bool = True) -> Iterator[bytes]:
+                # The COPYs read in id order. Sorted, no row leaves PostgreSQL before all
+                # are sorted (~30 % of a Parquet build, the client idle); with sort=False
+                # the plan walks the primary key and rows stream at once, so the client's
+                # parsing overlaps the database (Parquet, 1,000,000 rows, load 4.5:
+                # 11.8-12.8 s -> 10.4-11.1 s). The JSONL COPY keeps the sort: one 1M run
+                # with the index plan for it too went from 0.64 to 0.43 of COPY.
+                driver.execute(f"SET LOCAL enable_sort = {'on' if sort else 'off'}")
                 return copy_rows(driver, sql, params)
 
             def estimate(sql: str, params: dict[str, Any]) -> int:
