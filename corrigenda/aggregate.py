@@ -177,16 +177,9 @@ def review_priority(
     weights["\x00other"] = weights.get("\x00other", 0.0) + (1.0 - conf)
     total = sum(weights.values()) or 1.0
     probabilities = {label: w / total for label, w in weights.items()}
-    if policy.get("cost_matrix"):
-        expected = sum(
-            p * error_cost(policy, None if label == "\x00other" else label, model_label)
-            for label, p in probabilities.items()
-        )
-    else:  # error_cost without a matrix, inlined (routing calls this for every cluster)
-        miss = float(policy.get("default_error_cost", 1.0))
-        expected = sum(
-            p * (0.0 if label == model_label and label != "\x00other" else miss)
-            for label, p in probabilities.items()
-        )
+    expected = sum(
+        p * error_cost(policy, None if label == "\x00other" else label, model_label)
+        for label, p in probabilities.items()
+    )
     uncertainty = 1.0 - max(probabilities.values())
     return round(expected * uncertainty, 6)
