@@ -153,7 +153,7 @@ class _Context:
     items_by_prediction: dict[int, list[ItemRow]] = field(default_factory=dict)
     audited: set[int] = field(default_factory=set)
     foreign: set[int] = field(default_factory=set)
-    trusted: frozenset[str] = frozenset()
+    trusted: frozenset[str] = field(init=False, default=frozenset())  # from policy
 
     def __post_init__(self) -> None:
         self.trusted = frozenset(self.policy.get("trusted_users") or [])
