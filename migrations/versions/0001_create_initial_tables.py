@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 22:13:55.035964
+Create Date: 2026-11-27 23:36:06.367936
 """
 
 from collections.abc import Sequence
@@ -278,7 +278,8 @@ def upgrade() -> None:
     sa.Column('created_at', corrigenda.models.base.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['project_id'], ['project.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('project_id', 'client_id', name='uq_prediction_project_client')
+    sa.UniqueConstraint('project_id', 'client_id', name='uq_prediction_project_client'),
+    sa.UniqueConstraint('project_id', 'id', name='uq_prediction_project_id')
     )
     with op.batch_alter_table('prediction', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_prediction_content_hash'), ['content_hash'], unique=False)
@@ -337,14 +338,12 @@ def upgrade() -> None:
     sa.Column('ignored_reason', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=True),
     sa.CheckConstraint("kind IN ('view', 'accept', 'reject', 'correct', 'flag')", name='ck_feedback_event_kind'),
     sa.CheckConstraint("source IN ('widget', 'api', 'review')", name='ck_feedback_event_source'),
-    sa.ForeignKeyConstraint(['prediction_id'], ['prediction.id'], ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['project_id'], ['project.id'], ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['project_id', 'prediction_id'], ['prediction.project_id', 'prediction.id'], name='fk_feedback_event_prediction', ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('event_id')
     )
     with op.batch_alter_table('feedback_event', schema=None) as batch_op:
         batch_op.create_index('ix_feedback_event_prediction_user', ['prediction_id', 'end_user'], unique=False)
-        batch_op.create_index(batch_op.f('ix_feedback_event_project_id'), ['project_id'], unique=False)
         batch_op.create_index('ix_feedback_event_unprocessed', ['id'], unique=False, postgresql_where=sa.text('processed_at IS NULL'), sqlite_where=sa.text('processed_at IS NULL'))
 
     op.create_table('review_item',
@@ -440,7 +439,6 @@ def downgrade() -> None:
     op.drop_table('review_item')
     with op.batch_alter_table('feedback_event', schema=None) as batch_op:
         batch_op.drop_index('ix_feedback_event_unprocessed', postgresql_where=sa.text('processed_at IS NULL'), sqlite_where=sa.text('processed_at IS NULL'))
-        batch_op.drop_index(batch_op.f('ix_feedback_event_project_id'))
         batch_op.drop_index('ix_feedback_event_prediction_user')
 
     op.drop_table('feedback_event')
