@@ -125,8 +125,8 @@ def _changed(session: Session, before: dict[int, tuple[int, Example]]) -> list[E
 
 
 def _events_of(session: Session, project: Project, end_user: str) -> list[tuple[int, int]]:
-    # Through the project's predictions: (prediction_id, end_user) is indexed, the project
-    # id of events is not (the foreign key keeps it equal to the prediction's).
+    # Through the project's predictions: events are indexed by (prediction_id, end_user),
+    # not by project.
     predictions = select(Prediction.id).where(Prediction.project_id == project.id)
     query = select(FeedbackEvent.id, FeedbackEvent.prediction_id).where(
         col(FeedbackEvent.prediction_id).in_(predictions),

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 23:36:06.367936
+Create Date: 2026-11-27 23:51:41.615084
 """
 
 from collections.abc import Sequence
@@ -278,8 +278,7 @@ def upgrade() -> None:
     sa.Column('created_at', corrigenda.models.base.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['project_id'], ['project.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('project_id', 'client_id', name='uq_prediction_project_client'),
-    sa.UniqueConstraint('project_id', 'id', name='uq_prediction_project_id')
+    sa.UniqueConstraint('project_id', 'client_id', name='uq_prediction_project_client')
     )
     with op.batch_alter_table('prediction', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_prediction_content_hash'), ['content_hash'], unique=False)
@@ -338,7 +337,7 @@ def upgrade() -> None:
     sa.Column('ignored_reason', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=True),
     sa.CheckConstraint("kind IN ('view', 'accept', 'reject', 'correct', 'flag')", name='ck_feedback_event_kind'),
     sa.CheckConstraint("source IN ('widget', 'api', 'review')", name='ck_feedback_event_source'),
-    sa.ForeignKeyConstraint(['project_id', 'prediction_id'], ['prediction.project_id', 'prediction.id'], name='fk_feedback_event_prediction', ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['prediction_id'], ['prediction.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('event_id')
     )
