@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from corrigenda import ingest
 from corrigenda.ingest import EventToStore, FeedbackOutcome
-from corrigenda.models import Prediction
+from corrigenda.models import Prediction, Project
 from corrigenda.schemas.common import field_errors, pointer
 from corrigenda.schemas.ingest import (
     MAX_EVENTS_PER_REQUEST,
@@ -95,10 +95,11 @@ def _checked_events(
     """Validate each event on its own; rejected and in-batch duplicate results are filled in."""
     to_store: list[EventToStore] = []
     seen: set[int] = set()  # UUIDs as ints: UUID.__hash__ is Python code
+    project = g.project  # once: each g.<name> goes through a context-local proxy
     for index, raw in enumerate(raw_events):
         prefix: tuple[str | int, ...] = ("events", index) if batch else ()
         try:
-            item = _check_event(index, raw, prefix, check_text, publishable)
+            item = _check_event(project, index, raw, prefix, check_text, publishable)
         except Rejected as exc:
             results[index] = _rejected(raw, exc)
             continue
@@ -111,14 +112,19 @@ def _checked_events(
 
 
 def _check_event(
-    index: int, raw: Any, prefix: tuple[str | int, ...], check_text: bool, publishable: bool
+    project: Project,
+    index: int,
+    raw: Any,
+    prefix: tuple[str | int, ...],
+    check_text: bool,
+    publishable: bool,
 ) -> EventToStore:
     try:
         event = FeedbackEventIn.model_validate(raw)
     except ValidationError as exc:
         raise Rejected("invalid", field_errors(exc, raw, *prefix)) from exc
     errors = ingest.unsafe_text_errors(raw, *prefix) if check_text else []
-    errors += ingest.event_errors(g.project, event, *prefix)
+    errors += ingest.event_errors(project, event, *prefix)
     if errors:
         raise Rejected("invalid", errors)
     item = EventToStore(index=index, event=event)
@@ -181,9 +187,10 @@ def _store(to_store: list[EventToStore], *, source: str) -> FeedbackOutcome:
 
 
 def _stored_result(item: EventToStore, outcome: FeedbackOutcome, batch: bool) -> Result:
-    event_id = str(item.event.id)
     if item.index in outcome.accepted:
-        return {"id": event_id, "status": "accepted"}
+        # The UUID itself: orjson writes it in the canonical form str() would (in C).
+        return {"id": item.event.id, "status": "accepted"}
+    event_id = str(item.event.id)
     if item.index in outcome.duplicate:
         return {"id": event_id, "status": "duplicate"}
     prefix: tuple[str | int, ...] = ("events", item.index) if batch else ()
