@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, g, request
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -92,14 +92,15 @@ def _checked_events(
     publishable: bool,
     results: list[Result | None],
 ) -> list[EventToStore]:
-    """Validate each event on its own; rejected and in-batch duplicate results are filled in."""
+    """Check each event on its own; rejected and in-batch duplicate results are filled in."""
     to_store: list[EventToStore] = []
     seen: set[int] = set()  # UUIDs as ints: UUID.__hash__ is Python code
     project = g.project  # once: each g.<name> goes through a context-local proxy
-    for index, raw in enumerate(raw_events):
+    models = _validated_together(raw_events)
+    for index, (raw, model) in enumerate(zip(raw_events, models, strict=True)):
         prefix: tuple[str | int, ...] = ("events", index) if batch else ()
         try:
-            item = _check_event(project, index, raw, prefix, check_text, publishable)
+            item = _check_event(project, index, raw, model, prefix, check_text, publishable)
         except Rejected as exc:
             results[index] = _rejected(raw, exc)
             continue
@@ -111,16 +112,29 @@ def _checked_events(
     return to_store
 
 
+_EVENT_LIST = TypeAdapter(list[FeedbackEventIn])
+
+
+def _validated_together(raw_events: list[Any]) -> list[FeedbackEventIn | None]:
+    """The usual all-valid batch in one pydantic call (0.37 instead of 0.59 ms per 500
+    events); if any event is invalid, each is validated alone to get its own errors."""
+    try:
+        return _EVENT_LIST.validate_python(raw_events)
+    except ValidationError:
+        return [None] * len(raw_events)
+
+
 def _check_event(
     project: Project,
     index: int,
     raw: Any,
+    model: FeedbackEventIn | None,
     prefix: tuple[str | int, ...],
     check_text: bool,
     publishable: bool,
 ) -> EventToStore:
     try:
-        event = FeedbackEventIn.model_validate(raw)
+        event = model if model is not None else FeedbackEventIn.model_validate(raw)
     except ValidationError as exc:
         raise Rejected("invalid", field_errors(exc, raw, *prefix)) from exc
     errors = ingest.unsafe_text_errors(raw, *prefix) if check_text else []
