@@ -58,8 +58,9 @@ def send_feedback() -> Response:
     to_store = _checked_events(raw_events, batch, body.check_text, publishable, results)
     outcome = _store(to_store, source="widget" if publishable else "api")
     enqueue_committed(sorted(outcome.accepted.values()))
+    duplicates = set(outcome.duplicate)  # a retried batch is all duplicates: no list scans
     for item in to_store:
-        results[item.index] = _stored_result(item, outcome, batch)
+        results[item.index] = _stored_result(item, outcome.accepted, duplicates, batch)
     return json_response({"results": results}, 202)
 
 
@@ -200,12 +201,14 @@ def _store(to_store: list[EventToStore], *, source: str) -> FeedbackOutcome:
         return writer().run(lambda connection: record(connection, verify=True))
 
 
-def _stored_result(item: EventToStore, outcome: FeedbackOutcome, batch: bool) -> Result:
-    if item.index in outcome.accepted:
+def _stored_result(
+    item: EventToStore, accepted: dict[int, int], duplicates: set[int], batch: bool
+) -> Result:
+    if item.index in accepted:
         # The UUID itself: orjson writes it in the canonical form str() would (in C).
         return {"id": item.event.id, "status": "accepted"}
     event_id = str(item.event.id)
-    if item.index in outcome.duplicate:
+    if item.index in duplicates:
         return {"id": event_id, "status": "duplicate"}
     prefix: tuple[str | int, ...] = ("events", item.index) if batch else ()
     message = "no prediction with this id in the project; log the prediction first"
