@@ -45,6 +45,12 @@ FROM_EXAMPLES = "example e LEFT JOIN prediction p ON p.id = e.prediction_id"
 PROGRESS_EVERY = 20_000  # rows, and at most one write per PROGRESS_SECONDS
 PROGRESS_SECONDS = 1.0
 STALE_AFTER = timedelta(minutes=10)
+# The exports' plan (parallel scans, hash join of the predictions, sort by id) at the default
+# 2 x work_mem splits the predictions' hash into 16 batches that spill both sides to disk;
+# 16 x work_mem per process holds 1,000,000 predictions in one (~100 MB, only during the
+# query; larger projects batch again). 1M rows, 3 alternating pairs of the read-only JSONL
+# COPY: 3.98-4.70 s -> 3.69-4.53 s.
+HASH_MEM = "SET LOCAL hash_mem_multiplier = 16"
 
 
 class DatasetRequestError(ValueError):
@@ -475,20 +481,8 @@ def _postgres_snapshot(engine: Engine) -> Iterator[Snapshot]:
                     while batch := rows.fetchmany(FETCH):
                         yield from batch
 
-            def copy(sql: str, params: dict[str, Any], *, sort: bool = True) -> Iterator[bytes]:
-                # The COPYs read in id order. Sorted, no row leaves PostgreSQL before all
-                # are sorted (~30 % of a Parquet build, the client idle); with sort=False
-                # the plan walks the primary key and rows stream at once, so the client's
-                # parsing overlaps the database (Parquet, 1,000,000 rows, load 4.5:
-                # 11.8-12.8 s -> 10.4-11.1 s). The JSONL COPY keeps the sort: one 1M run
-                # with the index plan for it too went from 0.64 to 0.43 of COPY.
-                driver.execute(f"SET LOCAL enable_sort = {'on' if sort else 'off'}")
-                # The sorted plan hash-joins the predictions: at the default 2 x work_mem
-                # the hash splits into 16 batches that spill both sides to disk; 16 x
-                # work_mem per process holds 1,000,000 predictions in one (~100 MB, only
-                # during this query; larger projects batch again). 1M rows, 3 alternating
-                # pairs of the read-only COPY: 3.98-4.70 s -> 3.69-4.53 s.
-                driver.execute("SET LOCAL hash_mem_multiplier = 16")
+            def copy(sql: str, params: dict[str, Any]) -> Iterator[bytes]:
+                driver.execute(HASH_MEM)
                 return copy_rows(driver, sql, params)
 
             def estimate(sql: str, params: dict[str, Any]) -> int:
@@ -555,13 +549,10 @@ class ArrowReader:
         self.engine, self.driver = engine, driver
         self.handles: tuple[Any, Any] | None = None  # (AdbcDatabase, AdbcConnection)
 
-    def __call__(
-        self, sql: str, params: dict[str, Any], *, sort: bool = True
-    ) -> Iterator[pa.RecordBatch]:
+    def __call__(self, sql: str, params: dict[str, Any]) -> Iterator[pa.RecordBatch]:
         connection = self._connection()
         query = psycopg.ClientCursor(self.driver).mogrify(_pyformat(sql), params)
-        # As ``copy``: sort=False streams batches from the first row (Parquet).
-        self._update(f"SET LOCAL enable_sort = {'on' if sort else 'off'}")
+        self._update(HASH_MEM)
         statement = adbc.AdbcStatement(connection)
         try:
             statement.set_sql_query(query)

@@ -531,8 +531,8 @@ def write_parquet(
 # --- one build -------------------------------------------------------------------------------
 
 FAST_FORMATS = ("jsonl", "parquet", "hf")
-Copy = Callable[..., Iterator[Any]]  # (sql, params): ``COPY`` rows, see build.snapshot
-Read = Callable[..., Iterator[pa.RecordBatch]]  # (sql, params, *, sort=True): build.ArrowReader
+Copy = Callable[..., Iterator[Any]]  # (sql, params) -> ``COPY`` rows: build.snapshot
+Read = Callable[..., Iterator[pa.RecordBatch]]  # (sql, params) -> batches: build.ArrowReader
 
 
 def from_where(
@@ -579,7 +579,7 @@ def export(
             )
         else:
             sql, extra = parquet_sql(sql_source, splitter)
-            batches = read(sql, {**params, **extra}, sort=False)  # streams from the first row
+            batches = read(sql, {**params, **extra})
             files |= write_parquet(batches, root, context, name, keys, progress)
         if keys is not None:
             keys.fold()
