@@ -121,7 +121,7 @@ def child_copy_lines(url: str) -> dict:
     """Where the limit is: the fast path's own ``COPY`` of the JSONL lines (split, stats key
     and line built by PostgreSQL), read to the end without writing anything."""
     from corrigenda.datasets import pgcopy
-    from corrigenda.datasets.build import FROM_EXAMPLES, _pyformat
+    from corrigenda.datasets.build import FROM_EXAMPLES, HASH_MEM, _pyformat
     from corrigenda.datasets.filters import DatasetFilter
     from corrigenda.datasets.splits import Splitter
 
@@ -132,6 +132,7 @@ def child_copy_lines(url: str) -> dict:
     started = time.perf_counter()
     size = 0
     with psycopg.connect(url) as connection, connection.cursor() as cursor:
+        cursor.execute(HASH_MEM)  # as the build runs it
         with cursor.copy(_pyformat(sql), {**params, **extra}) as copy:
             for chunk in copy:
                 size += len(chunk)

@@ -3,8 +3,9 @@ writes and counts.
 
 Reading typed columns through the driver costs about twice a raw ``COPY`` by itself, and
 building a Python object per row several times more. Here PostgreSQL assembles either the
-finished JSONL line (read by binary ``COPY``: no escaping on either side) or CSV for
-pyarrow's streaming reader (Parquet and the Hugging Face layout). Most of the line is
+finished JSONL line (read by binary ``COPY``: no escaping on either side) or the typed
+Parquet columns, read as Arrow record batches (``build.ArrowReader``: ADBC parses the
+binary ``COPY`` in C++, so no Python runs per Parquet row). Most of the line is
 stored with the example when it is written (generated columns, ``models/dataset.py``):
 the split hash and the JSON of the example's own fields; the export adds the prediction's
 fields, the id, revision and cluster, and compares the hash with the project's ratios
@@ -16,7 +17,7 @@ version and the target, separated by ``\x1c`` (JSON text never holds a raw contr
 character: PostgreSQL escapes them); ``\x1d`` ends it in a JSONL row. Python counts the
 keys (few distinct ones) and folds them into the manifest's statistics with the same rules
 as the row-by-row path. Per JSONL row Python does a find, a dict increment and a write.
-A Parquet pass that counts groups its CSV columns by the same fields instead
+A Parquet pass that counts groups its columns by the same fields instead
 (building the key cost the database more than grouping costs pyarrow).
 """
 
@@ -35,7 +36,6 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ..models.dataset import json_float_sql
@@ -162,8 +162,8 @@ class KeyStats:
         return self.stats
 
     def merge_columns(self, batch: pa.RecordBatch) -> None:
-        """Count a Parquet ``COPY`` batch by the columns the manifest counts (``STAT_COLUMNS``)
-        instead of a statistics key: the CSV already holds every one of them, and building
+        """Count a Parquet batch by the columns the manifest counts (``STAT_COLUMNS``)
+        instead of a statistics key: the batch already holds every one of them, and building
         the key cost PostgreSQL ~0.2 s of CPU per 200,000 rows. Groups come in order of first
         appearance, like the keys."""
         names = STAT_COLUMNS if self.stats.count_labels else STAT_COLUMNS[:-2]
@@ -174,7 +174,7 @@ class KeyStats:
         self.merge(zip(zip(*values, strict=True), counts.tolist(), strict=True))
 
     def _add_columns(self, key: tuple[Any, ...], n: int) -> None:
-        """``_add`` for a ``STAT_COLUMNS`` group (values as the CSV columns carry them)."""
+        """``_add`` for a ``STAT_COLUMNS`` group (values as the Parquet columns carry them)."""
         stats = self.stats
         split, source, is_gold, agreement, model_version = key[:5]
         stats.total += n
@@ -350,9 +350,6 @@ def write_jsonl(
 
 # --- Parquet (and the Hugging Face layout) ---------------------------------------------------
 
-COPY_CSV = "(FORMAT csv, FORCE_QUOTE *)"
-CSV_BLOCK = 1 << 20
-
 
 def label_sql(column: str) -> tuple[str, str]:
     """A target/output for the label column: a string as itself, anything else as its JSON
@@ -371,31 +368,6 @@ TEXT_VALUE = (
     "CASE WHEN jsonb_typeof(e.input -> 'text') = 'string' THEN e.input ->> 'text' "
     "WHEN jsonb_typeof(e.input -> 'prompt') = 'string' THEN e.input ->> 'prompt' END"
 )
-
-
-def parquet_sql(from_where: str, splitter: Splitter) -> tuple[str, dict]:
-    """``COPY`` CSV of the Parquet columns (``formats.parquet_schema``) and the label flags;
-    the manifest's counts come from these columns (``KeyStats.merge_columns``)."""
-    position, params = splitter.sql_stored_position()
-    columns = [
-        "e.id",
-        f"(:split_names::text[])[{position} + 1]",
-        TEXT_VALUE,
-        *label_sql("e.target"),
-        *label_sql("e.model_output"),
-        "p.model_version",
-        "e.source",
-        "e.agreement",
-        "e.weight",
-        "coalesce(e.is_gold, false)",
-        "e.cluster_id",
-        "e.revision",
-        CREATED_AT,
-        "e.input::text",
-        "coalesce(p.segment::text, '{}')",
-    ]
-    sql = f"COPY (SELECT {', '.join(columns)} FROM {from_where} ORDER BY e.id) TO STDOUT {COPY_CSV}"
-    return sql, {**params, "split_names": splitter.names}
 
 
 COPY_COLUMNS = [
@@ -417,51 +389,43 @@ COPY_COLUMNS = [
     ("input", pa.string()),
     ("segment", pa.string()),
 ]
-# What the manifest counts of a Parquet ``COPY`` row (the label pair only when it counts labels).
+COPY_SCHEMA = pa.schema(COPY_COLUMNS)
+# What the manifest counts of a Parquet row (the label pair only when it counts labels).
 STAT_COLUMNS = ("split", "source", "is_gold", "agreement", "model_version", "label", "_label_raw")
 
 
-CSV_READ = pacsv.ReadOptions(
-    use_threads=False, column_names=[name for name, _ in COPY_COLUMNS], block_size=2 * CSV_BLOCK
-)
-CSV_PARSE = pacsv.ParseOptions(newlines_in_values=True)
-CSV_CONVERT = pacsv.ConvertOptions(
-    column_types=dict(COPY_COLUMNS),
-    null_values=[""],
-    strings_can_be_null=True,
-    quoted_strings_can_be_null=False,
-    true_values=["t"],
-    false_values=["f"],
-)
+def parquet_sql(from_where: str, splitter: Splitter) -> tuple[str, dict]:
+    """The Parquet columns (``formats.parquet_schema``) and the label flags, in id order,
+    named as ``COPY_COLUMNS``; the manifest's counts come from these columns
+    (``KeyStats.merge_columns``)."""
+    position, params = splitter.sql_stored_position()
+    values = [
+        "e.id",
+        f"(:split_names::text[])[{position} + 1]",
+        TEXT_VALUE,
+        *label_sql("e.target"),
+        *label_sql("e.model_output"),
+        "p.model_version::text",
+        "e.source::text",
+        "e.agreement::float8",
+        "e.weight::float8",
+        "coalesce(e.is_gold, false)",
+        "e.cluster_id::int8",
+        "e.revision::int8",
+        CREATED_AT,
+        "e.input::text",
+        "coalesce(p.segment::text, '{}')",
+    ]
+    names = [name for name, _ in COPY_COLUMNS]
+    columns = [f'{value} AS "{name}"' for value, name in zip(values, names, strict=True)]
+    sql = f"SELECT {', '.join(columns)} FROM {from_where} ORDER BY e.id"
+    return sql, {**params, "split_names": splitter.names}
 
 
-def csv_batches(rows: Iterable[Any]) -> Iterator[pa.RecordBatch]:
-    """pyarrow batches of the ``parquet_sql`` rows, parsed ~``CSV_BLOCK`` bytes at a time.
-
-    Each ``COPY`` CSV message is one whole row, so a block of them parses on its own: no
-    streaming reader (its read-ahead thread held several blocks and their copies: ~100 MiB
-    more peak memory at 4 MiB blocks) and no file shim in Python between it and libpq."""
-    parts: list[Any] = []
-    have = 0
-    for row in rows:
-        parts.append(row)
-        have += len(row)
-        if have >= CSV_BLOCK:
-            yield from _parse_csv(b"".join(parts))
-            parts.clear()
-            have = 0
-    if parts:
-        yield from _parse_csv(b"".join(parts))
-
-
-def _parse_csv(block: bytes) -> Iterator[pa.RecordBatch]:
-    table = pacsv.read_csv(
-        pa.py_buffer(block),
-        read_options=CSV_READ,
-        parse_options=CSV_PARSE,
-        convert_options=CSV_CONVERT,
-    )
-    yield from table.to_batches()
+def typed(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """A batch as ``COPY_SCHEMA`` (the driver's field metadata dropped, types checked)."""
+    arrays = [batch.column(name) for name, _ in COPY_COLUMNS]
+    return pa.RecordBatch.from_arrays(arrays, schema=COPY_SCHEMA)
 
 
 def parquet_table(batch: pa.RecordBatch, schema: pa.Schema) -> pa.Table:
@@ -530,21 +494,21 @@ class ParquetSplits:
 
 
 def write_parquet(
-    rows: Iterable[Any],
+    batches: Iterable[pa.RecordBatch],
     root: Path,
     context: ExportContext,
     folder: str,
     keys: KeyStats | None,
     tick: Callable[[int], None],
 ) -> dict[str, dict[str, Any]]:
-    """Route CSV batches by split into Parquet files; count the statistics keys."""
+    """Route ``parquet_sql`` batches by split into Parquet files; count the manifest."""
     schema = parquet_schema(context.task_type)
     if folder == "hf":
         out = ParquetSplits(root, schema, lambda s: f"hf/data/{s}-00000-of-00001.parquet")
     else:
         out = ParquetSplits(root, schema, lambda s: f"{folder}/{s}.parquet")
     done = 0
-    for batch in csv_batches(rows):
+    for batch in map(typed, batches):
         if keys is not None:
             keys.merge_columns(batch)
         table = parquet_table(batch, schema)
@@ -567,7 +531,8 @@ def write_parquet(
 # --- one build -------------------------------------------------------------------------------
 
 FAST_FORMATS = ("jsonl", "parquet", "hf")
-Copy = Callable[..., Iterator[Any]]  # (sql, params, *, sort=True): see build.snapshot
+Copy = Callable[..., Iterator[Any]]  # (sql, params) -> ``COPY`` rows: build.snapshot
+Read = Callable[..., Iterator[pa.RecordBatch]]  # (sql, params) -> batches: build.ArrowReader
 
 
 def from_where(
@@ -588,6 +553,7 @@ def from_where(
 
 def export(
     copy: Copy,
+    read: Read,
     source: tuple[str, dict[str, Any]],
     splitter: Splitter,
     context: ExportContext,
@@ -596,7 +562,7 @@ def export(
     stats: BuildStats,
     tick: Callable[[int, int], None],
 ) -> dict[str, dict[str, Any]]:
-    """Write every fast format, one ``COPY`` each; the first pass fills ``stats``."""
+    """Write every fast format, one query each; the first pass fills ``stats``."""
     sql_source, params = source
     count_labels = stats.count_labels
     keys: KeyStats | None = KeyStats(stats, splitter.names)
@@ -613,8 +579,8 @@ def export(
             )
         else:
             sql, extra = parquet_sql(sql_source, splitter)
-            rows = copy(sql, {**params, **extra}, sort=False)  # streams from the first row
-            files |= write_parquet(rows, root, context, name, keys, progress)
+            batches = read(sql, {**params, **extra})
+            files |= write_parquet(batches, root, context, name, keys, progress)
         if keys is not None:
             keys.fold()
             keys = None

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import adbc_driver_manager
 import orjson
 import psycopg
 import pyarrow.parquet as pq
@@ -19,7 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from corrigenda.datasets import LocalStorage, Splitter, build_version, create_version
-from corrigenda.datasets.build import _pyformat, copy_rows
+from corrigenda.datasets.build import _pyformat, copy_rows, snapshot
 from corrigenda.datasets.filters import DatasetFilter
 from corrigenda.datasets.splits import hash64, split_key
 from corrigenda.db import make_engine, transaction
@@ -287,6 +288,83 @@ def test_stored_fragments_follow_every_write_path(pg_engine: Engine, tmp_path: P
     assert by_id[ids[15]]["text"] == f'revised {ids[15]} \u00e9\t"q"'
     assert by_id[ids[26]]["updated_at"] == "2031-05-06T07:08:09.000000+00:00"
     assert by_id[ids[26]]["weight"] == 0.1 and by_id[ids[26]]["is_gold"] is True
+
+
+def test_unicode_and_escapes_round_trip_through_both_formats(
+    pg_engine: Engine, tmp_path: Path
+) -> None:
+    """Texts with backslashes, tabs, newlines, quotes, control characters, RTL, combining
+    characters and emoji come back from the JSONL and Parquet files exactly as stored."""
+    texts = [
+        "back\\slash \\n not a newline \\\\ two",
+        "tab\tquote \"double\" 'single' comma, semicolon;",
+        "line one\nline two\r\nwindows\u2028sep",
+        "\u05e9\u05dc\u05d5\u05dd \u0639\u0631\u0628\u064a \u202bembedded\u202c RTL",
+        "e\u0301 a\u0308 combining \u0915\u094d\u0937",
+        "emoji \U0001f600 \U0001f468\u200d\U0001f469\u200d\U0001f467 flag \U0001f1eb\U0001f1f7",
+        "control \x01\x1c\x1d\x1e\x7f bell",
+        "",
+    ]
+    project_id = new_project(pg_engine, task_type="text")
+    add_examples(
+        pg_engine,
+        project_id,
+        len(texts) * 3,
+        target_of=lambda i: texts[i % len(texts)] + f" target {i}",
+        output_of=lambda i: None if i % 4 == 0 else texts[-1 - i % len(texts)],
+    )
+    with transaction(pg_engine) as session:  # the inputs themselves, and a JSON-null field
+        for i, text_value in enumerate(texts * 3):
+            session.execute(
+                text(
+                    "UPDATE prediction SET input = CAST(:input AS jsonb), model_version = :mv "
+                    "WHERE project_id = :p AND client_id = :c"
+                ),
+                {
+                    "input": orjson.dumps({"text": text_value, "n": None}).decode(),
+                    "mv": texts[i % len(texts)],
+                    "p": project_id,
+                    "c": f"p-{i}",
+                },
+            )
+            session.execute(
+                text(
+                    "UPDATE example SET input = prediction.input FROM prediction "
+                    "WHERE example.prediction_id = prediction.id AND prediction.client_id = :c "
+                    "AND prediction.project_id = :p"
+                ),
+                {"p": project_id, "c": f"p-{i}"},
+            )
+    rows = _same_version(pg_engine, tmp_path, project_id)
+    got = sorted(row["text"] for split in rows.values() for row in split)
+    assert got == sorted(texts * 3)
+    version = _build(pg_engine, tmp_path, project_id, True, ["parquet"])
+    tables = [pq.read_table(f) for f in version_dir(tmp_path, version).glob("parquet/*.parquet")]
+    values = [v for t in tables for v in t.column("text").to_pylist()]
+    assert sorted(values) == sorted(texts * 3)
+    inputs = [orjson.loads(v) for t in tables for v in t.column("input").to_pylist()]
+    assert sorted(i["text"] for i in inputs) == sorted(texts * 3)
+
+
+def test_the_arrow_reader_sees_the_snapshot_and_reports_errors(pg_engine: Engine) -> None:
+    """The second connection reads the snapshot's own state (not a row committed after it
+    began), a reader stopped early leaves the snapshot usable, and a failing query raises."""
+    project_id = new_project(pg_engine)
+    add_examples(pg_engine, project_id, 3)
+    sql = "SELECT id FROM example WHERE project_id = :p ORDER BY id"
+    with snapshot(pg_engine) as snap:
+        assert snap.read is not None
+        before = snap.count(project_id, DatasetFilter())
+        add_examples(pg_engine, project_id, 2, start=3)  # committed after the snapshot began
+        ids = [i for b in snap.read(sql, {"p": project_id}) for i in b.column(0).to_pylist()]
+        assert len(ids) == before == 3 and ids == sorted(ids)
+        batches = snap.read("SELECT i FROM generate_series(1, :n) AS i", {"n": 10**6})
+        assert next(batches).column(0)[0].as_py() == 1
+        batches.close()  # a writer failing mid-export
+        with pytest.raises((adbc_driver_manager.Error, OSError), match="division by zero"):
+            list(snap.read("SELECT 1 / (i - 2) FROM generate_series(1, 5) AS i", {}))
+    with snapshot(pg_engine) as snap:
+        assert snap.count(project_id, DatasetFilter()) == 5
 
 
 def test_copy_rows_stops_cleanly_and_reports_errors(pg_engine: Engine) -> None:
