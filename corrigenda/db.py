@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 from weakref import WeakKeyDictionary
 
+import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
@@ -28,6 +31,7 @@ def make_engine(url: str, **kwargs: object) -> Engine:
     """An engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout."""
     url = normalize_url(url)
     if is_sqlite(url):
+        kwargs.setdefault("json_deserializer", json_loads)
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
         )
@@ -39,6 +43,16 @@ def make_engine(url: str, **kwargs: object) -> Engine:
     if "poolclass" not in kwargs:
         kwargs.setdefault("pool_size", 10)
     return create_engine(url, **kwargs)
+
+
+def json_loads(text: str) -> Any:
+    """Decode a JSON column (SQLite). Processing reads tens of thousands of them per second
+    and orjson is several times faster than ``json.loads``; the standard library still
+    reads what only it writes (``NaN``, ``Infinity``)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def _configure_sqlite(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
