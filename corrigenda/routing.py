@@ -18,7 +18,16 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from .aggregate import Tally, Vote, error_cost, label_key, review_priority, weighted_majority
-from .bulk import among, chunks, dialect, fetch_rows, typed_array_literal, update_arrays
+from .bulk import (
+    among,
+    chunks,
+    dialect,
+    fetch_driver_rows,
+    fetch_rows,
+    typed_array_literal,
+    update_arrays,
+)
+from .db import json_loads
 from .examples import delete_examples, upsert_examples
 from .models import (
     Cluster,
@@ -234,19 +243,7 @@ def _load(session: Session, project: Project, cluster_ids: list[int]) -> _Contex
     )
     for row in fetch_rows(session, query):
         predictions[row[1]].append(PredictionRow(*row))
-    opinions: dict[int, list[OpinionRow]] = defaultdict(list)
-    columns = (
-        OPINIONS.c.prediction_id,
-        OPINIONS.c.cluster_id,
-        OPINIONS.c.end_user,
-        OPINIONS.c.event_id,
-        OPINIONS.c.order_key,
-    )
-    op_query = sa.select(*columns, OPINIONS.c.kind, OPINIONS.c.value).where(
-        OPINIONS.c.project_id == project.id, among(session, OPINIONS.c.cluster_id, cluster_ids)
-    )
-    for row in fetch_rows(session, op_query):
-        opinions[row[1]].append(OpinionRow(*row))
+    opinions, weights = _opinions_and_weights(session, project.id, cluster_ids)  # type: ignore[arg-type]
     prediction_ids = [p.id for group in predictions.values() for p in group]
     items = _items(session, project.id, prediction_ids, cluster_ids)  # type: ignore[arg-type]
     return _Context(
@@ -254,28 +251,41 @@ def _load(session: Session, project: Project, cluster_ids: list[int]) -> _Contex
         policy=effective_policy(project),
         predictions=predictions,
         opinions=opinions,
-        weights=_user_weights(
-            session,
-            project.id,
-            {o.end_user for g in opinions.values() for o in g},  # type: ignore[arg-type]
-        ),
+        weights=weights,
         examples=_examples(session, project.id, prediction_ids),  # type: ignore[arg-type]
         items=items,
         decided_items=_decided(session, [i.id for i in items if i.status == "pending"]),  # type: ignore[misc]
     )
 
 
-def _user_weights(session: Session, project_id: int, users: set[str]) -> dict[str, float]:
-    """Reliability per end user; quarantined users weigh nothing."""
-    table = EndUserStatus.__table__
+STATUS = EndUserStatus.__table__
+
+
+def _opinions_and_weights(
+    session: Session, project_id: int, cluster_ids: list[int]
+) -> tuple[dict[int, list[OpinionRow]], dict[str, float]]:
+    """The clusters' opinions, and each of their users' weight: the reliability, 0 in
+    quarantine; users without a standing are absent (weight 1). One query: the users'
+    standings come with their opinions (a separate lookup by a list of every user in a
+    large cluster cost as much as reading the opinions)."""
+    c = OPINIONS.c
+    columns = (c.prediction_id, c.cluster_id, c.end_user, c.event_id, c.order_key, c.kind)
+    standing = sa.and_(STATUS.c.project_id == c.project_id, STATUS.c.end_user == c.end_user)
+    quarantined = STATUS.c.quarantined_at.is_not(None)
+    query = (
+        sa.select(*columns, c.value, STATUS.c.reliability, quarantined)
+        .select_from(OPINIONS.outerjoin(STATUS, standing))
+        .where(c.project_id == project_id, among(session, c.cluster_id, cluster_ids))
+    )
+    opinions: dict[int, list[OpinionRow]] = defaultdict(list)
     weights: dict[str, float] = {}
-    for part in chunks(sorted(users)):
-        query = sa.select(table.c.end_user, table.c.reliability, table.c.quarantined_at).where(
-            table.c.project_id == project_id, among(session, table.c.end_user, part, kind="varchar")
-        )
-        for user, reliability, quarantined_at in fetch_rows(session, query):
-            weights[user] = 0.0 if quarantined_at else reliability
-    return weights
+    decode = json_loads if dialect(session) == "sqlite" else None  # text there, else decoded
+    for row in fetch_driver_rows(session, query):
+        value = row[6] if decode is None or row[6] is None else decode(row[6])
+        opinions[row[1]].append(OpinionRow(*row[:6], value))
+        if row[7] is not None:
+            weights[row[2]] = 0.0 if row[8] else row[7]
+    return opinions, weights
 
 
 def _examples(
