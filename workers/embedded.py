@@ -5,9 +5,11 @@ timer, so events committed before a restart are picked up (the same outbox contr
 the Celery sweeper). Periodic jobs come from ``workers.jobs``.
 
 Ingest has priority over processing (SQLite has one writer): while events keep arriving
-the worker defers, so a burst is absorbed first and processed right after it; it never
-defers longer than ``MAX_DEFER_SECONDS`` since it last processed, nor while more than
-``MAX_BACKLOG`` events wait. Between its small batches it lets waiting requests write.
+the worker waits for a full batch (``jobs.SQLITE_BATCH`` events), at most
+``MAX_DEFER_SECONDS``. A batch has a fixed cost (each touched cluster's opinions are read
+again, a commit) that a handful of events cannot carry: a worker that took whatever was
+pending under sustained load ran batches of 8 events back to back and fell behind. Between
+its batches it lets waiting requests write.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ _wakeup = threading.Event()
 # app's outbox wakes us at most every 0.5 s, webapp/api/outbox.py EMBEDDED_WAKE_SECONDS).
 QUIET_SECONDS = 1.0
 MAX_DEFER_SECONDS = 5.0
-MAX_BACKLOG = 5000
-_ingest = {"last": float("-inf"), "backlog": 0}  # an estimate: reset when caught up
+# Events committed and not processed yet: an estimate (the web app reports them at most every
+# 0.5 s; events from before a restart are not counted), reset when caught up.
+_ingest = {"last": float("-inf"), "backlog": 0}
 
 
 def wake() -> None:
@@ -40,6 +43,10 @@ def ingested(count: int) -> None:
     _ingest["last"] = time.monotonic()
     _ingest["backlog"] += count
     _wakeup.set()
+
+
+def _processed(count: int) -> None:
+    _ingest["backlog"] = max(0, _ingest["backlog"] - count)
 
 
 def _ingest_busy() -> bool:
@@ -78,19 +85,19 @@ class EmbeddedWorker(threading.Thread):
                 log.exception("embedded worker job %s failed", getattr(job, "__name__", job))
 
     def drain(self, engine: Engine) -> int:
-        done = jobs.drain_events(engine, stop=self._before_batch)
+        done = jobs.drain_events(engine, stop=self._before_batch, processed=_processed)
         _ingest["backlog"] = 0  # drained until none was pending (or asked to stop)
         return done
 
     def _before_batch(self) -> bool:
-        """Let ingest go first: wait while events keep arriving, at most ``MAX_DEFER_SECONDS``
-        and not while ``MAX_BACKLOG`` events wait; then step aside a moment so requests
-        queued on the write lock take it before the batch."""
+        """Let ingest go first: while events keep arriving, wait for a full batch, at most
+        ``MAX_DEFER_SECONDS``; then step aside a moment so requests queued on the write lock
+        take it before the batch."""
         deadline = time.monotonic() + MAX_DEFER_SECONDS
         while (
             _ingest_busy()
             and time.monotonic() < deadline
-            and _ingest["backlog"] < MAX_BACKLOG
+            and _ingest["backlog"] < jobs.SQLITE_BATCH
             and not self.stopping.wait(0.05)
         ):
             pass

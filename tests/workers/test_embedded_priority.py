@@ -7,7 +7,7 @@ import time
 import pytest
 
 from corrigenda.db import make_engine
-from workers import embedded
+from workers import embedded, jobs
 
 
 @pytest.fixture
@@ -19,11 +19,30 @@ def worker():
     engine.dispose()
 
 
-def test_a_large_backlog_is_processed_while_ingest_is_busy(worker) -> None:
-    embedded.ingested(embedded.MAX_BACKLOG)
+def test_a_full_batch_is_processed_while_ingest_is_busy(worker) -> None:
+    embedded._ingest["backlog"] = 0
+    embedded.ingested(jobs.SQLITE_BATCH)
     started = time.monotonic()
     assert worker._before_batch() is False  # go on with the batch
     assert time.monotonic() - started < embedded.MAX_DEFER_SECONDS / 2
+
+
+def test_a_partial_batch_waits_while_ingest_is_busy(worker, monkeypatch) -> None:
+    monkeypatch.setattr(embedded, "MAX_DEFER_SECONDS", 0.3)
+    embedded._ingest["backlog"] = 0
+    embedded.ingested(jobs.SQLITE_BATCH - 1)
+    started = time.monotonic()
+    assert worker._before_batch() is False  # the deferral ends: the events are not left
+    assert time.monotonic() - started >= 0.3
+
+
+def test_processed_events_leave_the_backlog(worker) -> None:
+    embedded._ingest["backlog"] = 0
+    embedded.ingested(jobs.SQLITE_BATCH + 5)
+    embedded._processed(jobs.SQLITE_BATCH)
+    assert embedded._ingest["backlog"] == 5  # the next batch waits to fill up again
+    embedded._processed(jobs.SQLITE_BATCH)
+    assert embedded._ingest["backlog"] == 0
 
 
 def test_stopping_ends_a_deferral(worker) -> None:
