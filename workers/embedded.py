@@ -8,8 +8,11 @@ Ingest has priority over processing (SQLite has one writer): while events keep a
 the worker waits for a full batch (``jobs.SQLITE_BATCH`` events), at most
 ``MAX_DEFER_SECONDS``. A batch has a fixed cost (each touched cluster's opinions are read
 again, a commit) that a handful of events cannot carry: a worker that took whatever was
-pending under sustained load ran batches of 8 events back to back and fell behind. Between
-its batches it lets waiting requests write.
+pending under sustained load ran batches of 8 events back to back and fell behind. Behind
+(a backlog of several batches), it takes half the backlog at once, up to
+``jobs.SQLITE_MAX_BATCH``: that fixed cost grows with a cluster (a prediction shown to
+thousands of users), and only larger batches let the worker catch up again, at the price
+of longer waits for requests. Between its batches it lets waiting requests write.
 """
 
 from __future__ import annotations
@@ -85,14 +88,14 @@ class EmbeddedWorker(threading.Thread):
                 log.exception("embedded worker job %s failed", getattr(job, "__name__", job))
 
     def drain(self, engine: Engine) -> int:
-        done = jobs.drain_events(engine, stop=self._before_batch, processed=_processed)
+        done = jobs.drain_events(engine, before_batch=self._before_batch, processed=_processed)
         _ingest["backlog"] = 0  # drained until none was pending (or asked to stop)
         return done
 
-    def _before_batch(self) -> bool:
-        """Let ingest go first: while events keep arriving, wait for a full batch, at most
-        ``MAX_DEFER_SECONDS``; then step aside a moment so requests queued on the write lock
-        take it before the batch."""
+    def _before_batch(self) -> int:
+        """How many events the next batch takes (0: stop). Let ingest go first: while events
+        keep arriving, wait for a full batch, at most ``MAX_DEFER_SECONDS``; then step aside
+        a moment so requests queued on the write lock take it before the batch."""
         deadline = time.monotonic() + MAX_DEFER_SECONDS
         while (
             _ingest_busy()
@@ -103,7 +106,9 @@ class EmbeddedWorker(threading.Thread):
             pass
         if _ingest_busy():
             time.sleep(0.001)  # release the GIL so a request blocked on the lock takes it
-        return self.stopping.is_set()
+        if self.stopping.is_set():
+            return 0
+        return min(max(jobs.SQLITE_BATCH, _ingest["backlog"] // 2), jobs.SQLITE_MAX_BATCH)
 
     def stop(self) -> None:
         self.stopping.set()

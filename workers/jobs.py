@@ -33,6 +33,8 @@ BATCH = 5000
 # (~0.1-0.25 s at 500 under sustained ingest); 100 left each batch's fixed cost (re-reading
 # the touched clusters) to too few events and the worker fell behind at ~600 events/s.
 SQLITE_BATCH = 500
+# The embedded worker takes up to this many when it has fallen behind (see workers/embedded.py).
+SQLITE_MAX_BATCH = 5000
 
 # Processing reads tens of thousands of small JSON values (labels, opinion values) per
 # second; psycopg decodes json/jsonb with the standard library, orjson is several times
@@ -76,16 +78,17 @@ def _process_one(engine: Engine, event_id: int) -> int:
 
 def drain_events(
     engine: Engine,
-    stop: Callable[[], bool] = lambda: False,
+    before_batch: Callable[[], int] | None = None,
     processed: Callable[[int], None] = lambda count: None,
 ) -> int:
-    """Process every pending feedback event, batch by batch; ``stop()`` is asked before each
-    batch (the embedded worker also lets ingest requests write first there) and
-    ``processed(count)`` told after each."""
+    """Process every pending feedback event, batch by batch. ``before_batch()`` says how many
+    events the next batch takes, 0 to stop (the embedded worker also lets ingest requests
+    write first there); by default a fixed batch per database. ``processed(count)`` is told
+    after each batch."""
     total = 0
     sqlite = engine.dialect.name == "sqlite"
-    limit = SQLITE_BATCH if sqlite else BATCH
-    while not stop():
+    fixed = SQLITE_BATCH if sqlite else BATCH
+    while (limit := before_batch() if before_batch else fixed) > 0:
         with sqlite_write_lock(engine) if sqlite else nullcontext():
             with transaction(engine) as session:
                 ids = processing.pending_event_ids(session=session, limit=limit)
