@@ -48,10 +48,6 @@ def ingested(count: int) -> None:
     _wakeup.set()
 
 
-def _processed(count: int) -> None:
-    _ingest["backlog"] = max(0, _ingest["backlog"] - count)
-
-
 def _ingest_busy() -> bool:
     return time.monotonic() - _ingest["last"] < QUIET_SECONDS
 
@@ -62,6 +58,7 @@ class EmbeddedWorker(threading.Thread):
         self.engine = engine
         self.interval = interval
         self.stopping = threading.Event()
+        self._limit = jobs.SQLITE_BATCH  # the size of the batch being processed
 
     def run(self) -> None:
         last_periodic = float("-inf")
@@ -88,7 +85,7 @@ class EmbeddedWorker(threading.Thread):
                 log.exception("embedded worker job %s failed", getattr(job, "__name__", job))
 
     def drain(self, engine: Engine) -> int:
-        done = jobs.drain_events(engine, before_batch=self._before_batch, processed=_processed)
+        done = jobs.drain_events(engine, before_batch=self._before_batch, processed=self._processed)
         _ingest["backlog"] = 0  # drained until none was pending (or asked to stop)
         return done
 
@@ -108,7 +105,15 @@ class EmbeddedWorker(threading.Thread):
             time.sleep(0.001)  # release the GIL so a request blocked on the lock takes it
         if self.stopping.is_set():
             return 0
-        return min(max(jobs.SQLITE_BATCH, _ingest["backlog"] // 2), jobs.SQLITE_MAX_BATCH)
+        self._limit = min(max(jobs.SQLITE_BATCH, _ingest["backlog"] // 2), jobs.SQLITE_MAX_BATCH)
+        return self._limit
+
+    def _processed(self, count: int) -> None:
+        """Count a batch out of the backlog estimate. A full batch means more are likely
+        pending, also those the estimate never saw (committed before a restart): the next
+        one goes without waiting."""
+        floor = jobs.SQLITE_BATCH if count >= self._limit else 0
+        _ingest["backlog"] = max(floor, _ingest["backlog"] - count)
 
     def stop(self) -> None:
         self.stopping.set()

@@ -47,10 +47,19 @@ def test_a_worker_behind_takes_larger_batches_up_to_a_bound(worker) -> None:
 def test_processed_events_leave_the_backlog(worker) -> None:
     embedded._ingest["backlog"] = 0
     embedded.ingested(jobs.SQLITE_BATCH + 5)
-    embedded._processed(jobs.SQLITE_BATCH)
+    worker._limit = jobs.SQLITE_BATCH + 5
+    worker._processed(jobs.SQLITE_BATCH)
     assert embedded._ingest["backlog"] == 5  # the next batch waits to fill up again
-    embedded._processed(jobs.SQLITE_BATCH)
-    assert embedded._ingest["backlog"] == 0
+
+
+def test_after_a_full_batch_the_next_goes_without_waiting(worker) -> None:
+    embedded._ingest["backlog"] = 0
+    embedded.ingested(1)  # ingest is busy; older events (before a restart) are not counted
+    worker._limit = jobs.SQLITE_BATCH
+    worker._processed(jobs.SQLITE_BATCH)
+    started = time.monotonic()
+    assert worker._before_batch() == jobs.SQLITE_BATCH
+    assert time.monotonic() - started < embedded.MAX_DEFER_SECONDS / 2
 
 
 def test_stopping_ends_a_deferral(worker) -> None:
