@@ -279,12 +279,15 @@ def _opinions_and_weights(
     )
     opinions: dict[int, list[OpinionRow]] = defaultdict(list)
     weights: dict[str, float] = {}
-    decode = json_loads if dialect(session) == "sqlite" else None  # text there, else decoded
-    for row in fetch_driver_rows(session, query):
-        value = row[6] if decode is None or row[6] is None else decode(row[6])
-        opinions[row[1]].append(OpinionRow(*row[:6], value))
-        if row[7] is not None:
-            weights[row[2]] = 0.0 if row[8] else row[7]
+    text = dialect(session) == "sqlite"  # JSON comes as text there, else decoded
+    for pid, cid, user, event_id, order, kind, value, reliability, quarantined in fetch_driver_rows(
+        session, query
+    ):
+        if text and value is not None:
+            value = None if value == "null" else json_loads(value)
+        opinions[cid].append(OpinionRow(pid, cid, user, event_id, order, kind, value))
+        if reliability is not None:
+            weights[user] = 0.0 if quarantined else reliability
     return opinions, weights
 
 
