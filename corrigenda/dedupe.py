@@ -73,8 +73,8 @@ def _opinion_queries(session: Session, keys: set[tuple[int, str]]) -> Iterator[s
         c.end_user == sa.func.json_extract(k.c.value, "$[1]"),
     )
     query = sa.select(*_LOADED).select_from(k.join(OPINIONS, on))
-    for part in chunks(sorted(keys)):
-        yield query.params(keys=orjson.dumps(part).decode())
+    for some in chunks(sorted(keys)):
+        yield query.params(keys=orjson.dumps(some).decode())
 
 
 def fold(

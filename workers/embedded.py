@@ -105,7 +105,8 @@ class EmbeddedWorker(threading.Thread):
             time.sleep(0.001)  # release the GIL so a request blocked on the lock takes it
         if self.stopping.is_set():
             return 0
-        self._limit = min(max(jobs.SQLITE_BATCH, _ingest["backlog"] // 2), jobs.SQLITE_MAX_BATCH)
+        half = int(_ingest["backlog"]) // 2
+        self._limit = min(max(jobs.SQLITE_BATCH, half), jobs.SQLITE_MAX_BATCH)
         return self._limit
 
     def _processed(self, count: int) -> None:
