@@ -265,30 +265,49 @@ def _opinions_and_weights(
     session: Session, project_id: int, cluster_ids: list[int]
 ) -> tuple[dict[int, list[OpinionRow]], dict[str, float]]:
     """The clusters' opinions, and each of their users' weight: the reliability, 0 in
-    quarantine; users without a standing are absent (weight 1). One query: the users'
-    standings come with their opinions (a separate lookup by a list of every user in a
-    large cluster cost as much as reading the opinions)."""
+    quarantine; users without a standing are absent (weight 1). On SQLite the standings
+    come with the opinions (a lookup by a list of every user of a large cluster cost as
+    much as reading the opinions there); PostgreSQL looks them up by one array parameter
+    (the join was planned worse there: bench/processing.py 10,200 -> 7,300 events/s)."""
+    sqlite = dialect(session) == "sqlite"
     c = OPINIONS.c
     columns = (c.prediction_id, c.cluster_id, c.end_user, c.event_id, c.order_key, c.kind)
-    standing = sa.and_(STATUS.c.project_id == c.project_id, STATUS.c.end_user == c.end_user)
-    quarantined = STATUS.c.quarantined_at.is_not(None)
-    query = (
-        sa.select(*columns, c.value, STATUS.c.reliability, quarantined)
-        .select_from(OPINIONS.outerjoin(STATUS, standing))
-        .where(c.project_id == project_id, among(session, c.cluster_id, cluster_ids))
+    query = sa.select(*columns, c.value).where(
+        c.project_id == project_id, among(session, c.cluster_id, cluster_ids)
     )
+    if sqlite:
+        standing = sa.and_(STATUS.c.project_id == c.project_id, STATUS.c.end_user == c.end_user)
+        quarantined = STATUS.c.quarantined_at.is_not(None)
+        query = query.add_columns(STATUS.c.reliability, quarantined).select_from(
+            OPINIONS.outerjoin(STATUS, standing)
+        )
     opinions: dict[int, list[OpinionRow]] = defaultdict(list)
     weights: dict[str, float] = {}
-    text = dialect(session) == "sqlite"  # JSON comes as text there, else decoded
-    for pid, cid, user, event_id, order, kind, value, reliability, quarantined in fetch_driver_rows(
+    for pid, cid, user, event_id, order, kind, value, *standing_of in fetch_driver_rows(
         session, query
     ):
-        if text and value is not None:
+        if sqlite and value is not None:  # JSON comes as text there
             value = None if value == "null" else json_loads(value)
         opinions[cid].append(OpinionRow(pid, cid, user, event_id, order, kind, value))
-        if reliability is not None:
-            weights[user] = 0.0 if quarantined else reliability
+        if standing_of and standing_of[0] is not None:
+            weights[user] = 0.0 if standing_of[1] else standing_of[0]
+    if not sqlite:
+        users = {o.end_user for group in opinions.values() for o in group}
+        weights = _user_weights(session, project_id, users)
     return opinions, weights
+
+
+def _user_weights(session: Session, project_id: int, users: set[str]) -> dict[str, float]:
+    """Reliability per end user; quarantined users weigh nothing."""
+    weights: dict[str, float] = {}
+    for part in chunks(sorted(users)):
+        query = sa.select(STATUS.c.end_user, STATUS.c.reliability, STATUS.c.quarantined_at).where(
+            STATUS.c.project_id == project_id,
+            among(session, STATUS.c.end_user, part, kind="varchar"),
+        )
+        for user, reliability, quarantined_at in fetch_rows(session, query):
+            weights[user] = 0.0 if quarantined_at else reliability
+    return weights
 
 
 def _examples(
