@@ -272,25 +272,25 @@ def _opinions_and_weights(
     sqlite = dialect(session) == "sqlite"
     c = OPINIONS.c
     columns = (c.prediction_id, c.cluster_id, c.end_user, c.event_id, c.order_key, c.kind)
-    query = sa.select(*columns, c.value).where(
+    query = sa.select(*columns, c.value, sa.null(), sa.null()).where(
         c.project_id == project_id, among(session, c.cluster_id, cluster_ids)
     )
     if sqlite:
         standing = sa.and_(STATUS.c.project_id == c.project_id, STATUS.c.end_user == c.end_user)
         quarantined = STATUS.c.quarantined_at.is_not(None)
-        query = query.add_columns(STATUS.c.reliability, quarantined).select_from(
-            OPINIONS.outerjoin(STATUS, standing)
-        )
+        query = query.with_only_columns(
+            *columns, c.value, STATUS.c.reliability, quarantined
+        ).select_from(OPINIONS.outerjoin(STATUS, standing))
     opinions: dict[int, list[OpinionRow]] = defaultdict(list)
     weights: dict[str, float] = {}
-    for pid, cid, user, event_id, order, kind, value, *standing_of in fetch_driver_rows(
+    for pid, cid, user, event_id, order, kind, value, reliability, quarantined in fetch_driver_rows(
         session, query
     ):
         if sqlite and value is not None:  # JSON comes as text there
             value = None if value == "null" else json_loads(value)
         opinions[cid].append(OpinionRow(pid, cid, user, event_id, order, kind, value))
-        if standing_of and standing_of[0] is not None:
-            weights[user] = 0.0 if standing_of[1] else standing_of[0]
+        if reliability is not None:
+            weights[user] = 0.0 if quarantined else reliability
     if not sqlite:
         users = {o.end_user for group in opinions.values() for o in group}
         weights = _user_weights(session, project_id, users)
