@@ -18,9 +18,11 @@ the ratio. Bounded: every scenario runs ``--seconds`` (plus 1 s warm-up).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import resource
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -365,11 +367,14 @@ def measure(
     keys: dict,  # type: ignore[type-arg]
     args: argparse.Namespace,
     per_request: int,
+    backlog: Callable[[], str] | None = None,
 ) -> None:
     (ours, bare), (our_server, bare_server) = scenario, servers
     url = env["CORRIGENDA_DATABASE_URL"]
     with our_server("webapp:create_app()", env, args) as served:
         mine = load(served, ours(keys), args, url)
+        if backlog is not None:
+            print(backlog(), flush=True)
     bare_env = {"BARE_DATABASE_URL": url, "BARE_PROJECT_ID": str(keys["project_id"])}
     with bare_server("bench.bare_app:app", bare_env, args) as served:
         base = load(served, bare(keys), args, url)
@@ -411,7 +416,33 @@ def run_sqlite(args: argparse.Namespace) -> None:
     )  # fmt: skip
     keys = prepare(url)
     scenario = (single_ours, single_bare)
-    measure("sqlite single feedback", scenario, (embedded, granian), env, keys, args, 1)
+    backlog = functools.partial(processing_backlog, url.removeprefix("sqlite:///"))
+    measure("sqlite single feedback", scenario, (embedded, granian), env, keys, args, 1, backlog)
+
+
+def processing_backlog(path: str, wait_seconds: float = 60.0) -> str:
+    """Whether the in-process worker kept up: the events still unprocessed when the load
+    stopped, and how long the worker then took to process them (while idle)."""
+
+    def counts() -> tuple[int, int]:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            total, pending = db.execute(
+                "SELECT count(*), count(*) FILTER (WHERE processed_at IS NULL AND error IS NULL)"
+                " FROM feedback_event"
+            ).fetchone()
+        return total, pending
+
+    stopped = time.monotonic()
+    total, pending = counts()
+    left = pending
+    while left and time.monotonic() - stopped < wait_seconds:
+        time.sleep(0.25)  # polling the worker's progress from outside the server
+        left = counts()[1]
+    drained = f"processed {time.monotonic() - stopped:.1f} s later" if not left else "not drained"
+    return (
+        f"{'':34} backlog when the load stopped: {pending} of {total} events unprocessed"
+        f" ({drained}{f', {left} left' if left else ''})"
+    )
 
 
 def main() -> None:

@@ -389,7 +389,7 @@ def _record_opinions(
     users = {e.id: end_user_key(e) for e in opinions}
     cap = int(policy["user_cap_per_hour"])
     capped, blocked = abuse.apply_caps(session, project.id, opinions, users, cap)  # type: ignore[arg-type]
-    existing = dedupe.load_opinions(session, {e.prediction_id for e in opinions})
+    existing = dedupe.load_opinions(session, ((e.prediction_id, users[e.id]) for e in opinions))
     changed: set[int] = set()
     ordered = sorted(((order_key(e), e) for e in opinions), key=lambda pair: pair[0])
     for ordering, event in ordered:

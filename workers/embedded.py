@@ -5,9 +5,14 @@ timer, so events committed before a restart are picked up (the same outbox contr
 the Celery sweeper). Periodic jobs come from ``workers.jobs``.
 
 Ingest has priority over processing (SQLite has one writer): while events keep arriving
-the worker defers, so a burst is absorbed first and processed right after it; it never
-defers longer than ``MAX_DEFER_SECONDS`` since it last processed, nor while more than
-``MAX_BACKLOG`` events wait. Between its small batches it lets waiting requests write.
+the worker waits for a full batch (``jobs.SQLITE_BATCH`` events), at most
+``MAX_DEFER_SECONDS``. A batch has a fixed cost (each touched cluster's opinions are read
+again, a commit) that a handful of events cannot carry: a worker that took whatever was
+pending under sustained load ran batches of 8 events back to back and fell behind. Behind
+(a backlog of several batches), it takes half the backlog at once, up to
+``jobs.SQLITE_MAX_BATCH``: that fixed cost grows with a cluster (a prediction shown to
+thousands of users), and only larger batches let the worker catch up again, at the price
+of longer waits for requests. Between its batches it lets waiting requests write.
 """
 
 from __future__ import annotations
@@ -27,8 +32,9 @@ _wakeup = threading.Event()
 # app's outbox wakes us at most every 0.5 s, webapp/api/outbox.py EMBEDDED_WAKE_SECONDS).
 QUIET_SECONDS = 1.0
 MAX_DEFER_SECONDS = 5.0
-MAX_BACKLOG = 5000
-_ingest = {"last": float("-inf"), "backlog": 0}  # an estimate: reset when caught up
+# Events committed and not processed yet: an estimate (the web app reports them at most every
+# 0.5 s; events from before a restart are not counted), reset when caught up.
+_ingest = {"last": float("-inf"), "backlog": 0}
 
 
 def wake() -> None:
@@ -52,6 +58,7 @@ class EmbeddedWorker(threading.Thread):
         self.engine = engine
         self.interval = interval
         self.stopping = threading.Event()
+        self._limit = jobs.SQLITE_BATCH  # the size of the batch being processed
 
     def run(self) -> None:
         last_periodic = float("-inf")
@@ -78,25 +85,36 @@ class EmbeddedWorker(threading.Thread):
                 log.exception("embedded worker job %s failed", getattr(job, "__name__", job))
 
     def drain(self, engine: Engine) -> int:
-        done = jobs.drain_events(engine, stop=self._before_batch)
+        done = jobs.drain_events(engine, before_batch=self._before_batch, processed=self._processed)
         _ingest["backlog"] = 0  # drained until none was pending (or asked to stop)
         return done
 
-    def _before_batch(self) -> bool:
-        """Let ingest go first: wait while events keep arriving, at most ``MAX_DEFER_SECONDS``
-        and not while ``MAX_BACKLOG`` events wait; then step aside a moment so requests
-        queued on the write lock take it before the batch."""
+    def _before_batch(self) -> int:
+        """How many events the next batch takes (0: stop). Let ingest go first: while events
+        keep arriving, wait for a full batch, at most ``MAX_DEFER_SECONDS``; then step aside
+        a moment so requests queued on the write lock take it before the batch."""
         deadline = time.monotonic() + MAX_DEFER_SECONDS
         while (
             _ingest_busy()
             and time.monotonic() < deadline
-            and _ingest["backlog"] < MAX_BACKLOG
+            and _ingest["backlog"] < jobs.SQLITE_BATCH
             and not self.stopping.wait(0.05)
         ):
             pass
         if _ingest_busy():
             time.sleep(0.001)  # release the GIL so a request blocked on the lock takes it
-        return self.stopping.is_set()
+        if self.stopping.is_set():
+            return 0
+        half = int(_ingest["backlog"]) // 2
+        self._limit = min(max(jobs.SQLITE_BATCH, half), jobs.SQLITE_MAX_BATCH)
+        return self._limit
+
+    def _processed(self, count: int) -> None:
+        """Count a batch out of the backlog estimate. A full batch means more are likely
+        pending, also those the estimate never saw (committed before a restart): the next
+        one goes without waiting."""
+        floor = jobs.SQLITE_BATCH if count >= self._limit else 0
+        _ingest["backlog"] = max(floor, _ingest["backlog"] - count)
 
     def stop(self) -> None:
         self.stopping.set()

@@ -28,9 +28,13 @@ from .tasks.datasets import build_pending_datasets_job as build_pending_datasets
 # fixed ~30 statements and a commit whatever its size; at 500 events that fixed part was
 # most of the time (docs/benchmarks.md, Processing).
 BATCH = 5000
-# SQLite (the embedded worker) has one writer at a time: small batches, each under the
-# engine's in-process write lock, keep the web app's writes from waiting long behind one.
-SQLITE_BATCH = 100
+# SQLite (the embedded worker) has one writer at a time: smaller batches, each under the
+# engine's in-process write lock, keep the web app's writes from waiting long behind one
+# (~0.1-0.25 s at 500 under sustained ingest); 100 left each batch's fixed cost (re-reading
+# the touched clusters) to too few events and the worker fell behind at ~600 events/s.
+SQLITE_BATCH = 500
+# The embedded worker takes up to this many when it has fallen behind (see workers/embedded.py).
+SQLITE_MAX_BATCH = 5000
 
 # Processing reads tens of thousands of small JSON values (labels, opinion values) per
 # second; psycopg decodes json/jsonb with the standard library, orjson is several times
@@ -72,13 +76,19 @@ def _process_one(engine: Engine, event_id: int) -> int:
         return 0
 
 
-def drain_events(engine: Engine, stop: Callable[[], bool] = lambda: False) -> int:
-    """Process every pending feedback event, batch by batch; ``stop()`` is asked before each
-    batch (the embedded worker also lets ingest requests write first there)."""
+def drain_events(
+    engine: Engine,
+    before_batch: Callable[[], int] | None = None,
+    processed: Callable[[int], None] = lambda count: None,
+) -> int:
+    """Process every pending feedback event, batch by batch. ``before_batch()`` says how many
+    events the next batch takes, 0 to stop (the embedded worker also lets ingest requests
+    write first there); by default a fixed batch per database. ``processed(count)`` is told
+    after each batch."""
     total = 0
     sqlite = engine.dialect.name == "sqlite"
-    limit = SQLITE_BATCH if sqlite else BATCH
-    while not stop():
+    fixed = SQLITE_BATCH if sqlite else BATCH
+    while (limit := before_batch() if before_batch else fixed) > 0:
         with sqlite_write_lock(engine) if sqlite else nullcontext():
             with transaction(engine) as session:
                 ids = processing.pending_event_ids(session=session, limit=limit)
@@ -86,6 +96,7 @@ def drain_events(engine: Engine, stop: Callable[[], bool] = lambda: False) -> in
         if done == 0:  # none pending, or all locked by another worker or set aside
             return total
         total += done
+        processed(done)
     return total
 
 

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from corrigenda.db import make_engine
-from workers import embedded
+from workers import embedded, jobs
 
 
 @pytest.fixture
@@ -19,10 +19,46 @@ def worker():
     engine.dispose()
 
 
-def test_a_large_backlog_is_processed_while_ingest_is_busy(worker) -> None:
-    embedded.ingested(embedded.MAX_BACKLOG)
+def test_a_full_batch_is_processed_while_ingest_is_busy(worker) -> None:
+    embedded._ingest["backlog"] = 0
+    embedded.ingested(jobs.SQLITE_BATCH)
     started = time.monotonic()
-    assert worker._before_batch() is False  # go on with the batch
+    assert worker._before_batch() == jobs.SQLITE_BATCH  # go on with the batch
+    assert time.monotonic() - started < embedded.MAX_DEFER_SECONDS / 2
+
+
+def test_a_partial_batch_waits_while_ingest_is_busy(worker, monkeypatch) -> None:
+    monkeypatch.setattr(embedded, "MAX_DEFER_SECONDS", 0.3)
+    embedded._ingest["backlog"] = 0
+    embedded.ingested(jobs.SQLITE_BATCH - 1)
+    started = time.monotonic()
+    assert worker._before_batch() == jobs.SQLITE_BATCH  # the deferral ends: none is left
+    assert time.monotonic() - started >= 0.3
+
+
+def test_a_worker_behind_takes_larger_batches_up_to_a_bound(worker) -> None:
+    embedded._ingest["backlog"] = 0
+    embedded.ingested(6 * jobs.SQLITE_BATCH)
+    assert worker._before_batch() == 3 * jobs.SQLITE_BATCH
+    embedded.ingested(10 * jobs.SQLITE_MAX_BATCH)
+    assert worker._before_batch() == jobs.SQLITE_MAX_BATCH
+
+
+def test_processed_events_leave_the_backlog(worker) -> None:
+    embedded._ingest["backlog"] = 0
+    embedded.ingested(jobs.SQLITE_BATCH + 5)
+    worker._limit = jobs.SQLITE_BATCH + 5
+    worker._processed(jobs.SQLITE_BATCH)
+    assert embedded._ingest["backlog"] == 5  # the next batch waits to fill up again
+
+
+def test_after_a_full_batch_the_next_goes_without_waiting(worker) -> None:
+    embedded._ingest["backlog"] = 0
+    embedded.ingested(1)  # ingest is busy; older events (before a restart) are not counted
+    worker._limit = jobs.SQLITE_BATCH
+    worker._processed(jobs.SQLITE_BATCH)
+    started = time.monotonic()
+    assert worker._before_batch() == jobs.SQLITE_BATCH
     assert time.monotonic() - started < embedded.MAX_DEFER_SECONDS / 2
 
 
@@ -30,11 +66,11 @@ def test_stopping_ends_a_deferral(worker) -> None:
     embedded._ingest["backlog"] = 0
     embedded.ingested(1)
     worker.stop()
-    assert worker._before_batch() is True
+    assert worker._before_batch() == 0
 
 
 def test_no_deferral_when_ingest_is_quiet(worker) -> None:
     embedded._ingest.update(last=float("-inf"), backlog=0)
     started = time.monotonic()
-    assert worker._before_batch() is False
+    assert worker._before_batch() == jobs.SQLITE_BATCH
     assert time.monotonic() - started < embedded.QUIET_SECONDS

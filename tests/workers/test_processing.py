@@ -103,6 +103,30 @@ def test_repeated_clicks_collapse_to_the_latest_opinion_and_keep_history(engine:
     assert [(i.reason, i.prediction_id) for i in items(engine)] == [("single_correction", pid)]
 
 
+def test_later_batches_fold_into_each_users_stored_opinion(engine: Engine) -> None:
+    project_id = setup(engine)
+    pid = add(engine, project_id, "a", LONG)
+    other = add(engine, project_id, "b", "Where can I change my password?")
+    ann = 'ann "Ä" \\ 1'  # quotes, a backslash and non-ASCII in the key match exactly
+    event(engine, pid, "correct", "billing", end_user=ann, seconds=10)
+    event(engine, pid, "correct", "feature", end_user="bob", seconds=10)
+    event(engine, other, "correct", "feature", end_user=ann, seconds=10)
+    run(engine)
+    event(engine, pid, "correct", "feature", end_user=ann, seconds=20)
+    event(engine, pid, "correct", "billing", end_user=ann, seconds=1)  # older: loses
+    run(engine)
+    with Session(engine) as session:
+        stored = {
+            (o.prediction_id, o.end_user): (o.value, o.events_seen)
+            for o in session.exec(select(EffectiveOpinion))
+        }
+    assert stored == {
+        (pid, ann): ("feature", 3),
+        (pid, "bob"): ("feature", 1),
+        (other, ann): ("feature", 1),
+    }
+
+
 def test_received_time_breaks_ties_between_equal_client_times(engine: Engine) -> None:
     project_id = setup(engine)
     pid = add(engine, project_id, "a", LONG)
