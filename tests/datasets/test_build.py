@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import select
@@ -34,6 +35,26 @@ def test_writes_during_a_build_do_not_change_its_snapshot(engine: Engine) -> Non
     assert before == after == len(records) == 10
     with snapshot(engine) as snap:
         assert snap.count(project_id, DatasetFilter()) == 15
+
+
+def test_work_alongside_reads_the_snapshot_and_reports_errors(engine: Engine) -> None:
+    """Work run beside the build (the leakage check; on PostgreSQL a second connection in a
+    thread) sees the snapshot's state, not rows committed after it began, and its error
+    reaches the build."""
+    project_id = new_project(engine)
+    add_examples(engine, project_id, 4)
+    with snapshot(engine) as snap:
+        assert snap.count(project_id, DatasetFilter()) == 4
+        add_examples(engine, project_id, 3, start=4)  # committed after the snapshot began
+        with snap.alongside(type(snap).count, project_id, DatasetFilter()) as count:
+            assert snap.count(project_id, DatasetFilter()) == 4
+        assert count.result() == 4
+        with snap.alongside(type(snap).count, project_id, "not a filter") as failed:
+            pass
+        with pytest.raises(AttributeError):
+            failed.result()
+    with snapshot(engine) as snap:
+        assert snap.count(project_id, DatasetFilter()) == 7
 
 
 def test_splits_stay_put_as_data_grows_and_clusters_never_straddle(
