@@ -29,7 +29,16 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from . import abuse, dedupe
-from .bulk import among, chunks, dialect, fetch_rows, lock_project, update_arrays
+from .bulk import (
+    Write,
+    among,
+    array_literal,
+    chunks,
+    dialect,
+    fetch_rows,
+    lock_project,
+    update_arrays,
+)
 from .clustering import assign_clusters
 from .models import Cluster, FeedbackEvent, Prediction, Project, utcnow
 from .normalize import input_text
@@ -144,17 +153,13 @@ _EVENT_COLUMNS = [EVENTS.c[name] for name in EventRow.__slots__]  # type: ignore
 def _claim(session: Session, event_ids: list[int]) -> list[EventRow]:
     """Lock the events not processed yet (skipping those another worker holds).
 
-    On PostgreSQL they are marked processed in the same statement (``UPDATE … RETURNING``
-    over ``FOR UPDATE SKIP LOCKED``): the row locks of a separate claim were a WAL record
-    per event, and marking them afterwards a second pass. The transaction is the unit: a
-    batch that fails leaves them unprocessed, and ``_finish_events`` records the exceptions.
+    The transaction is the unit: they are marked processed at its end, with the batch's
+    other writes (``_finish_events``), so a batch that fails leaves them unprocessed.
     """
     events: list[EventRow] = []
-    postgres = dialect(session) == "postgresql"
-    now = utcnow()
     for part in chunks(sorted(set(event_ids))):
         query = (
-            sa.select(EVENTS.c.id)
+            sa.select(*_EVENT_COLUMNS)
             .where(
                 among(session, EVENTS.c.id, part),
                 EVENTS.c.processed_at.is_(None),
@@ -163,17 +168,7 @@ def _claim(session: Session, event_ids: list[int]) -> list[EventRow]:
             .order_by(EVENTS.c.id)
             .with_for_update(skip_locked=True)
         )
-        if postgres:
-            claim = (
-                EVENTS.update()
-                .where(EVENTS.c.id.in_(query.scalar_subquery()))
-                .values(processed_at=now)
-                .returning(*_EVENT_COLUMNS)
-            )
-            rows = sorted(fetch_rows(session, claim), key=lambda row: row[0])
-        else:
-            rows = fetch_rows(session, query.with_only_columns(*_EVENT_COLUMNS))
-        events.extend(EventRow(*row) for row in rows)
+        events.extend(EventRow(*row) for row in fetch_rows(session, query))
     return events
 
 
@@ -192,14 +187,22 @@ def _process_project(
     touched = sorted({e.prediction_id for e in good})
     _cluster(session, project, policy, [predictions[p] for p in touched], result)
     clusters = _mark_shown_and_audit(predictions, good, float(policy["audit_rate"]))
-    clusters |= _record_opinions(session, project, policy, good, predictions, outcome)
+    # PostgreSQL: writes nothing reads before commit, sent while routing decides.
+    later: list[Write] | None = [] if dialect(session) == "postgresql" else None
+    clusters |= _record_opinions(session, project, policy, good, predictions, outcome, later)
     result.ignored += len(outcome.ignored)
     store_predictions(session, predictions.values())
+    if later is not None:
+        later += _processed_writes(good, outcome)
     # Routed right away: touched and aggregated in one statement.
-    routed = route_clusters(session, project=project, cluster_ids=clusters, touched=True)
+    routed = route_clusters(
+        session, project=project, cluster_ids=clusters, touched=True, alongside=later or ()
+    )
     result.examples_written += routed.examples_written
     result.review_items += routed.items_created
-    _finish_events(session, good, outcome)
+    if later is None:
+        _finish_events(session, good, outcome)
+    _record_errors(session, outcome)
     result.processed += len(good)
 
 
@@ -381,14 +384,16 @@ def _record_opinions(
     events: list[EventRow],
     predictions: dict[int, PredictionState],
     outcome: _Outcome,
+    later: list[Write] | None,
 ) -> set[int]:
-    """Fold opinion events into effective opinions; returns the clusters that changed."""
+    """Fold opinion events into effective opinions; returns the clusters that changed.
+    The users' rate windows are stored by ``later`` when given (see ``apply_caps``)."""
     opinions = [e for e in events if e.kind in OPINION_KINDS]
     if not opinions:
         return set()
     users = {e.id: end_user_key(e) for e in opinions}
     cap = int(policy["user_cap_per_hour"])
-    capped, blocked = abuse.apply_caps(session, project.id, opinions, users, cap)  # type: ignore[arg-type]
+    capped, blocked = abuse.apply_caps(session, project.id, opinions, users, cap, defer=later)  # type: ignore[arg-type]
     existing = dedupe.load_opinions(session, {e.prediction_id for e in opinions})
     changed: set[int] = set()
     ordered = sorted(((order_key(e), e) for e in opinions), key=lambda pair: pair[0])
@@ -406,24 +411,40 @@ def _record_opinions(
     return changed
 
 
-def _finish_events(session: Session, events: list[EventRow], outcome: _Outcome) -> None:
-    """Mark the batch processed (with why an event did not count) and record set-asides.
-    On PostgreSQL the claim already marked every event processed (see ``_claim``)."""
-    marked = dialect(session) == "postgresql"
-    now = utcnow()
+def _by_ignored_reason(events: list[EventRow], outcome: _Outcome) -> dict[str | None, list[int]]:
     by_reason: dict[str | None, list[int]] = defaultdict(list)
     for event in events:
         by_reason[outcome.ignored.get(event.id)].append(event.id)
-    for reason, ids in by_reason.items():
-        if marked and reason is None:
-            continue
-        values = {} if marked else {"processed_at": now}
+    return by_reason
+
+
+def _finish_events(session: Session, events: list[EventRow], outcome: _Outcome) -> None:
+    """Mark the batch processed, with why an event did not count (SQLite)."""
+    now = utcnow()
+    for reason, ids in _by_ignored_reason(events, outcome).items():
         for part in chunks(ids):
             session.execute(
                 EVENTS.update()
                 .where(among(session, EVENTS.c.id, part))
-                .values(ignored_reason=reason, **values)
+                .values(ignored_reason=reason, processed_at=now)
             )
+
+
+def _processed_writes(events: list[EventRow], outcome: _Outcome) -> list[Write]:
+    """``_finish_events`` as statements to send later (PostgreSQL)."""
+    now = utcnow()
+    return [
+        (
+            "UPDATE feedback_event SET processed_at = %(now)s, ignored_reason = %(reason)s "
+            "WHERE id IN (SELECT unnest(CAST(%(ids)s AS bigint[])))",
+            {"now": now, "reason": reason, "ids": array_literal(ids)},
+        )
+        for reason, ids in _by_ignored_reason(events, outcome).items()
+    ]
+
+
+def _record_errors(session: Session, outcome: _Outcome) -> None:
+    """Set aside the events that cannot be processed, with the reason."""
     if outcome.errors:
         statement = (
             EVENTS.update()
