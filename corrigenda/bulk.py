@@ -206,14 +206,28 @@ def update_arrays(
 ) -> None:
     """PostgreSQL only: ``UPDATE … FROM unnest(arrays)`` matching ``key`` (the first
     column of ``columns``) — many rows updated with different values in one statement."""
+    session.execute(text(_update_sql(table, key, columns, ":{}")), _literals(columns))
+
+
+def update_arrays_write(
+    table: str, key: str, columns: dict[str, tuple[str, Sequence[Any]]]
+) -> Write:
+    """The statement ``update_arrays`` executes, to send later."""
+    return _update_sql(table, key, columns, "%({})s"), _literals(columns)
+
+
+def _update_sql(
+    table: str, key: str, columns: dict[str, tuple[str, Sequence[Any]]], placeholder: str
+) -> str:
     names = ", ".join(columns)
-    arrays = ", ".join(f"CAST(:{name} AS {kind}[])" for name, (kind, _) in columns.items())
+    arrays = ", ".join(
+        f"CAST({placeholder.format(name)} AS {kind}[])" for name, (kind, _) in columns.items()
+    )
     sets = ", ".join(f"{name} = v.{name}" for name in columns if name != key)
-    sql = (
+    return (
         f"UPDATE {table} AS t SET {sets} FROM unnest({arrays}) AS v({names}) "
         f"WHERE t.{key} = v.{key}"
     )
-    session.execute(text(sql), _literals(columns))
 
 
 _NUMERIC = ("bigint", "integer", "float8", "boolean")

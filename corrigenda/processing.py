@@ -35,9 +35,11 @@ from .bulk import (
     array_literal,
     chunks,
     dialect,
+    execute_write,
     fetch_rows,
     lock_project,
-    update_arrays,
+    update_arrays_write,
+    writes_sent_meanwhile,
 )
 from .clustering import assign_clusters
 from .models import Cluster, FeedbackEvent, Prediction, Project, utcnow
@@ -187,12 +189,14 @@ def _process_project(
     touched = sorted({e.prediction_id for e in good})
     _cluster(session, project, policy, [predictions[p] for p in touched], result)
     clusters = _mark_shown_and_audit(predictions, good, float(policy["audit_rate"]))
-    # PostgreSQL: writes nothing reads before commit, sent while routing decides.
+    # PostgreSQL: writes nothing reads again in the batch, sent while Python works.
     later: list[Write] | None = [] if dialect(session) == "postgresql" else None
-    clusters |= _record_opinions(session, project, policy, good, predictions, outcome, later)
+    opinions = _opinion_events(session, good, predictions, later)
+    clusters |= _record_opinions(session, project, policy, opinions, predictions, outcome, later)
     result.ignored += len(outcome.ignored)
-    store_predictions(session, predictions.values())
-    if later is not None:
+    if later is None:
+        store_predictions(session, predictions.values())
+    else:
         later += _processed_writes(good, outcome)
     # Routed right away: touched and aggregated in one statement.
     routed = route_clusters(
@@ -229,32 +233,11 @@ def _predictions(session: Session, project_id: int, ids: set[int]) -> dict[int, 
 
 def store_predictions(session: Session, predictions: Iterable[PredictionState]) -> None:
     """Write back cluster, hash, shown time and audit draw of the predictions that changed."""
-    rows = [
-        {
-            "b_id": p.id,
-            "b_cluster": p.cluster_id,
-            "b_hash": p.content_hash,
-            "b_shown": p.shown_at,
-            "b_audit": p.audit_sample,
-        }
-        for p in predictions
-        if p.dirty
-    ]
+    rows = _changed_predictions(predictions)
     if not rows:
         return
     if dialect(session) == "postgresql":
-        update_arrays(
-            session,
-            "prediction",
-            "id",
-            {
-                "id": ("bigint", [r["b_id"] for r in rows]),
-                "cluster_id": ("bigint", [r["b_cluster"] for r in rows]),
-                "content_hash": ("varchar", [r["b_hash"] for r in rows]),
-                "shown_at": ("timestamptz", [r["b_shown"] for r in rows]),
-                "audit_sample": ("boolean", [r["b_audit"] for r in rows]),
-            },
-        )
+        execute_write(session, _prediction_write(rows))
         return
     statement = (
         PREDICTIONS.update()
@@ -267,6 +250,34 @@ def store_predictions(session: Session, predictions: Iterable[PredictionState]) 
         )
     )
     session.execute(statement, rows)
+
+
+def _changed_predictions(predictions: Iterable[PredictionState]) -> list[dict[str, Any]]:
+    return [
+        {
+            "b_id": p.id,
+            "b_cluster": p.cluster_id,
+            "b_hash": p.content_hash,
+            "b_shown": p.shown_at,
+            "b_audit": p.audit_sample,
+        }
+        for p in predictions
+        if p.dirty
+    ]
+
+
+def _prediction_write(rows: list[dict[str, Any]]) -> Write:
+    return update_arrays_write(
+        "prediction",
+        "id",
+        {
+            "id": ("bigint", [r["b_id"] for r in rows]),
+            "cluster_id": ("bigint", [r["b_cluster"] for r in rows]),
+            "content_hash": ("varchar", [r["b_hash"] for r in rows]),
+            "shown_at": ("timestamptz", [r["b_shown"] for r in rows]),
+            "audit_sample": ("boolean", [r["b_audit"] for r in rows]),
+        },
+    )
 
 
 def invalid_reason(event: Any, project: Project, prediction: Any | None) -> str | None:
@@ -377,27 +388,56 @@ def _stamp(moment: datetime) -> str:
     )
 
 
+@dataclass
+class _OpinionEvents:
+    """A batch's opinion events, who gave each, and all in "latest wins" order."""
+
+    events: list[EventRow]
+    users: dict[int, str]
+    ordered: list[tuple[str, EventRow]]
+
+
+def _opinion_events(
+    session: Session,
+    events: list[EventRow],
+    predictions: dict[int, PredictionState],
+    later: list[Write] | None,
+) -> _OpinionEvents:
+    """The batch's opinion events, ready to fold. On PostgreSQL (``later`` given) the
+    changed predictions are written meanwhile: nothing reads them before routing."""
+    if later is None:
+        return _ordered_opinions(events)
+    changed = _changed_predictions(predictions.values())
+    with writes_sent_meanwhile(session, [_prediction_write(changed)] if changed else []):
+        return _ordered_opinions(events)
+
+
+def _ordered_opinions(events: list[EventRow]) -> _OpinionEvents:
+    opinions = [e for e in events if e.kind in OPINION_KINDS]
+    users = {e.id: end_user_key(e) for e in opinions}
+    ordered = sorted(((order_key(e), e) for e in opinions), key=lambda pair: pair[0])
+    return _OpinionEvents(opinions, users, ordered)
+
+
 def _record_opinions(
     session: Session,
     project: Project,
     policy: dict[str, Any],
-    events: list[EventRow],
+    batch: _OpinionEvents,
     predictions: dict[int, PredictionState],
     outcome: _Outcome,
     later: list[Write] | None,
 ) -> set[int]:
     """Fold opinion events into effective opinions; returns the clusters that changed.
     The users' rate windows are stored by ``later`` when given (see ``apply_caps``)."""
-    opinions = [e for e in events if e.kind in OPINION_KINDS]
+    opinions, users = batch.events, batch.users
     if not opinions:
         return set()
-    users = {e.id: end_user_key(e) for e in opinions}
     cap = int(policy["user_cap_per_hour"])
     capped, blocked = abuse.apply_caps(session, project.id, opinions, users, cap, defer=later)  # type: ignore[arg-type]
     existing = dedupe.load_opinions(session, {e.prediction_id for e in opinions})
     changed: set[int] = set()
-    ordered = sorted(((order_key(e), e) for e in opinions), key=lambda pair: pair[0])
-    for ordering, event in ordered:
+    for ordering, event in batch.ordered:
         if event.id in capped:
             outcome.ignored[event.id] = "cap"
             continue
