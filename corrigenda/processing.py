@@ -156,7 +156,10 @@ def _claim(session: Session, event_ids: list[int]) -> list[EventRow]:
     """Lock the events not processed yet (skipping those another worker holds).
 
     The transaction is the unit: they are marked processed at its end, with the batch's
-    other writes (``_finish_events``), so a batch that fails leaves them unprocessed.
+    other writes (``_finish_events``; on PostgreSQL ``_processed_writes``, sent while
+    routing decides), so a batch that fails leaves them unprocessed. (Marking them in the
+    claim, ``UPDATE … RETURNING``, kept that write on the critical path: the backend has
+    nothing else to do while the worker's Python waits for the events.)
     """
     events: list[EventRow] = []
     for part in chunks(sorted(set(event_ids))):
