@@ -121,7 +121,9 @@ def _store_windows(
         types = {"project_id": "bigint", "end_user": "varchar", "window_start": "timestamptz"}
         types |= {"window_count": "integer", "capped_events": "integer", "settled": "integer"}
         types |= {"disagreements": "integer", "reliability": "float8", "updated_at": "timestamptz"}
-        columns = {name: (kind, [r[name] for r in rows]) for name, kind in types.items()}
+        columns: dict[str, tuple[str, Sequence[Any]]] = {
+            name: (kind, [r[name] for r in rows]) for name, kind in types.items()
+        }
         assignments = ", ".join(
             f"{c} = excluded.{c}"
             for c in ("window_start", "window_count", "capped_events", "updated_at")
