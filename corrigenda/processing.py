@@ -194,8 +194,7 @@ def _process_project(
     clusters = _mark_shown_and_audit(predictions, good, float(policy["audit_rate"]))
     # PostgreSQL: writes nothing reads again in the batch, sent while Python works.
     later: list[Write] | None = [] if dialect(session) == "postgresql" else None
-    opinions = _opinion_events(session, good, predictions, later)
-    clusters |= _record_opinions(session, project, policy, opinions, predictions, outcome, later)
+    clusters |= _record_opinions(session, project, policy, good, predictions, outcome, later)
     result.ignored += len(outcome.ignored)
     if later is None:
         store_predictions(session, predictions.values())
@@ -391,67 +390,59 @@ def _stamp(moment: datetime) -> str:
     )
 
 
-@dataclass
-class _OpinionEvents:
-    """A batch's opinion events, who gave each, and all in "latest wins" order."""
-
-    events: list[EventRow]
-    users: dict[int, str]
-    ordered: list[tuple[str, EventRow]]
-
-
-def _opinion_events(
-    session: Session,
-    events: list[EventRow],
-    predictions: dict[int, PredictionState],
-    later: list[Write] | None,
-) -> _OpinionEvents:
-    """The batch's opinion events, ready to fold. On PostgreSQL (``later`` given) the
-    changed predictions are written meanwhile: nothing reads them before routing."""
-    if later is None:
-        return _ordered_opinions(events)
-    changed = _changed_predictions(predictions.values())
-    with writes_sent_meanwhile(session, [_prediction_write(changed)] if changed else []):
-        return _ordered_opinions(events)
-
-
-def _ordered_opinions(events: list[EventRow]) -> _OpinionEvents:
-    opinions = [e for e in events if e.kind in OPINION_KINDS]
-    users = {e.id: end_user_key(e) for e in opinions}
-    ordered = sorted(((order_key(e), e) for e in opinions), key=lambda pair: pair[0])
-    return _OpinionEvents(opinions, users, ordered)
-
-
 def _record_opinions(
     session: Session,
     project: Project,
     policy: dict[str, Any],
-    batch: _OpinionEvents,
+    events: list[EventRow],
     predictions: dict[int, PredictionState],
     outcome: _Outcome,
     later: list[Write] | None,
 ) -> set[int]:
     """Fold opinion events into effective opinions; returns the clusters that changed.
-    The users' rate windows are stored by ``later`` when given (see ``apply_caps``)."""
-    opinions, users = batch.events, batch.users
-    if not opinions:
-        return set()
-    cap = int(policy["user_cap_per_hour"])
-    capped, blocked = abuse.apply_caps(session, project.id, opinions, users, cap, defer=later)  # type: ignore[arg-type]
-    existing = dedupe.load_opinions(session, {e.prediction_id for e in opinions})
+
+    On PostgreSQL (``later`` given) the users' rate windows are left in ``later`` (see
+    ``apply_caps``), and the changed predictions are written while the events are ordered
+    and folded: the reads come first, and nothing reads predictions before routing."""
+    opinions = [e for e in events if e.kind in OPINION_KINDS]
+    users = {e.id: end_user_key(e) for e in opinions}
+    capped: set[int] = set()
+    blocked: set[str] = set()
+    existing: dict[tuple[int, str], dedupe.Opinion] = {}
+    if opinions:
+        cap = int(policy["user_cap_per_hour"])
+        capped, blocked = abuse.apply_caps(session, project.id, opinions, users, cap, defer=later)  # type: ignore[arg-type]
+        existing = dedupe.load_opinions(session, {e.prediction_id for e in opinions})
     changed: set[int] = set()
-    for ordering, event in batch.ordered:
-        if event.id in capped:
-            outcome.ignored[event.id] = "cap"
-            continue
-        user = users[event.id]
-        if user in blocked:
-            outcome.ignored[event.id] = "quarantined"
-        cluster = predictions[event.prediction_id].cluster_id
-        if dedupe.fold(existing, event, user, ordering, cluster):
-            changed.add(cluster)  # type: ignore[arg-type]
-    dedupe.store_opinions(session, project.id, existing.values())  # type: ignore[arg-type]
+    with writes_sent_meanwhile(session, _prediction_writes(predictions, later)):
+        for ordering, event in _ordered(opinions):
+            if event.id in capped:
+                outcome.ignored[event.id] = "cap"
+                continue
+            user = users[event.id]
+            if user in blocked:
+                outcome.ignored[event.id] = "quarantined"
+            cluster = predictions[event.prediction_id].cluster_id
+            if dedupe.fold(existing, event, user, ordering, cluster):
+                changed.add(cluster)  # type: ignore[arg-type]
+    if opinions:
+        dedupe.store_opinions(session, project.id, existing.values())  # type: ignore[arg-type]
     return changed
+
+
+def _prediction_writes(
+    predictions: dict[int, PredictionState], later: list[Write] | None
+) -> list[Write]:
+    """PostgreSQL (``later`` given): the changed predictions' update, to send meanwhile."""
+    if later is None:
+        return []
+    changed = _changed_predictions(predictions.values())
+    return [_prediction_write(changed)] if changed else []
+
+
+def _ordered(opinions: list[EventRow]) -> list[tuple[str, EventRow]]:
+    """The opinion events in "latest wins" order, each with its order key."""
+    return sorted(((order_key(e), e) for e in opinions), key=lambda pair: pair[0])
 
 
 def _by_ignored_reason(events: list[EventRow], outcome: _Outcome) -> dict[str | None, list[int]]:

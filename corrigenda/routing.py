@@ -167,6 +167,10 @@ class _Context:
 
     def __post_init__(self) -> None:
         self.trusted = frozenset(self.policy.get("trusted_users") or [])
+
+    def index_items(self) -> None:
+        """Index the items read by cluster and prediction (before routing: pure Python,
+        so ``route_clusters`` does it while the caller's writes are in flight)."""
         by_cluster: dict[int, list[ItemRow]] = defaultdict(list)
         by_prediction: dict[int, list[ItemRow]] = defaultdict(list)
         for item in self.items:
@@ -217,6 +221,7 @@ def route_clusters(
     for part in chunks(ids, ROUTE_CHUNK):
         context = _load(session, project, part)
         with writes_sent_meanwhile(session, alongside):
+            context.index_items()
             for cluster_id in part:
                 _route_one(context, cluster_id, result)
         alongside = ()
