@@ -27,6 +27,7 @@ from .models import (
     EndUserStatus,
     Example,
     FeedbackEvent,
+    Prediction,
     Project,
     utcnow,
 )
@@ -56,11 +57,7 @@ def erase_end_user(
     """Remove everything ``end_user`` said in ``project`` and what was derived from it."""
     lock_project(session, project.id)  # type: ignore[arg-type]  # not while a worker routes
     result = ErasureResult()
-    events = session.exec(
-        select(FeedbackEvent.id, FeedbackEvent.prediction_id).where(
-            FeedbackEvent.project_id == project.id, FeedbackEvent.end_user == end_user
-        )
-    ).all()
+    events = _events_of(session, project, end_user)
     event_ids = {event_id for event_id, _ in events}
     opinions = session.exec(
         select(EffectiveOpinion).where(
@@ -125,6 +122,18 @@ def _changed(session: Session, before: dict[int, tuple[int, Example]]) -> list[E
         return []
     after = session.exec(select(Example).where(col(Example.id).in_(sorted(before)))).all()
     return [e for e in after if e.revision != before[e.id][0] or e.deleted_at is not None]  # type: ignore[index]
+
+
+def _events_of(session: Session, project: Project, end_user: str) -> list[tuple[int, int]]:
+    # Through the project's predictions: events are indexed by (prediction_id, end_user),
+    # not by project.
+    predictions = select(Prediction.id).where(Prediction.project_id == project.id)
+    query = select(FeedbackEvent.id, FeedbackEvent.prediction_id).where(
+        col(FeedbackEvent.prediction_id).in_(predictions),
+        FeedbackEvent.project_id == project.id,
+        FeedbackEvent.end_user == end_user,
+    )
+    return list(session.exec(query).all())
 
 
 def _delete_rows(session: Session, project: Project, end_user: str, event_ids: set[int]) -> None:

@@ -272,16 +272,11 @@ def record_feedback(
     if not storable:
         return outcome
     received = utcnow()
-    rows = [_event_row(project, e, source, origin, received) for e in storable]
-    if _dialect(session) == "postgresql":
-        inserted = _insert_events_postgresql(session, rows)
-    elif len(rows) == 1:
-        inserted = _insert_one_event_sqlite(session, rows[0])
+    if _dialect(session) == "postgresql" and len(storable) > 1:
+        inserted = _insert_batch_postgresql(session, project, storable, source, origin, received)
     else:
-        table: Table = FeedbackEvent.__table__  # type: ignore[attr-defined]
-        statement = _insert(session, table).on_conflict_do_nothing(index_elements=["event_id"])
-        returning = statement.returning(table.c.event_id, table.c.id)
-        inserted = list(session.execute(returning, rows).all())
+        rows = [_event_row(project, e, source, origin, received) for e in storable]
+        inserted = _insert_rows(session, rows)
     # Keyed by the UUID's int: UUID.__hash__ and __eq__ are Python code (~1 µs an event).
     by_int = {event_id.int: row_id for event_id, row_id in inserted}
     for item in storable:
@@ -345,6 +340,20 @@ class PredictionIdCache:
         self._ids.update({(project_id, c): row_id for c, row_id in found.items()})
 
 
+def _insert_rows(
+    session: Session | Connection, rows: list[dict[str, Any]]
+) -> list[tuple[uuid.UUID, int]]:
+    """One event on PostgreSQL; any number on SQLite."""
+    if _dialect(session) == "postgresql":
+        return _insert_events_postgresql(session, rows)
+    if len(rows) == 1:
+        return _insert_one_event_sqlite(session, rows[0])
+    table: Table = FeedbackEvent.__table__  # type: ignore[attr-defined]
+    statement = _insert(session, table).on_conflict_do_nothing(index_elements=["event_id"])
+    returning = statement.returning(table.c.event_id, table.c.id)
+    return list(session.execute(returning, rows).all())
+
+
 def _event_row(
     project: Project, item: EventToStore, source: str, origin: str | None, received: datetime
 ) -> dict[str, Any]:
@@ -385,11 +394,12 @@ _ONE_INSERT = f"""
 _ONE_INSERT_SQLITE = _ONE_INSERT.replace("%s::jsonb", "?").replace("%s", "?")
 _BATCH_INSERT = f"""
     INSERT INTO feedback_event ({", ".join(_COLUMNS)})
-    SELECT {", ".join(_COLUMNS)}
-    FROM json_to_recordset(%s::json) AS e(event_id uuid, project_id bigint,
-        prediction_id bigint, kind text, value jsonb, comment text, end_user text,
-        session_id text, source text, origin text, client_time timestamptz,
-        received_at timestamptz, time_to_decision_ms integer)
+    SELECT e.event_id, %s::bigint, e.prediction_id, e.kind, e.value, e.comment, e.end_user,
+        e.session_id, %s::text, %s::text, e.client_time, %s::timestamptz,
+        e.time_to_decision_ms
+    FROM json_to_recordset(%s::json) AS e(event_id uuid, prediction_id bigint, kind text,
+        value jsonb, comment text, end_user text, session_id text, client_time timestamptz,
+        time_to_decision_ms integer)
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id, id
 """
@@ -398,11 +408,44 @@ _BATCH_INSERT = f"""
 def _insert_events_postgresql(
     session: Session | Connection, rows: list[dict[str, Any]]
 ) -> list[tuple[uuid.UUID, int]]:
-    if len(rows) > 1:
-        return _driver_execute(session, _BATCH_INSERT, [orjson.dumps(rows).decode()])
     params = [rows[0][name] for name in _COLUMNS]
     params[4] = None if params[4] is None else orjson.dumps(params[4]).decode()
     return _driver_execute(session, _ONE_INSERT, params)
+
+
+def _insert_batch_postgresql(
+    session: Session | Connection,
+    project: Project,
+    events: list[EventToStore],
+    source: str,
+    origin: str | None,
+    received: datetime,
+) -> list[tuple[uuid.UUID, int]]:
+    """What is the same for the whole batch travels once, as parameters; each row holds
+    only its own non-null fields (a missing key is NULL to json_to_recordset): a third of
+    the bytes to build, send and parse than full rows."""
+    rows = [_compact_row(item) for item in events]
+    params = [project.id, source, origin, received, orjson.dumps(rows).decode()]
+    return _driver_execute(session, _BATCH_INSERT, params)
+
+
+def _compact_row(item: EventToStore) -> dict[str, Any]:
+    event = item.event
+    row = {"event_id": event.id, "prediction_id": item.prediction_id, "kind": event.kind}
+    if event.value is not None:
+        row["value"] = event.value
+    if event.comment is not None:
+        row["comment"] = event.comment
+    end_user = item.end_user or event.end_user
+    if end_user is not None:
+        row["end_user"] = end_user
+    if event.session is not None:
+        row["session_id"] = event.session
+    if event.client_time is not None:
+        row["client_time"] = event.client_time
+    if event.time_to_decision_ms is not None:
+        row["time_to_decision_ms"] = event.time_to_decision_ms
+    return row
 
 
 def _insert_one_event_sqlite(

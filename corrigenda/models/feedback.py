@@ -60,7 +60,12 @@ class FeedbackEvent(SQLModel, table=True):
 
     id: int | None = id_field()
     event_id: uuid.UUID = Field(sa_column=Column(Uuid, unique=True, nullable=False))
-    project_id: int = fk_field("project.id", ondelete="CASCADE")
+    # No foreign key and no index of its own (as cluster.project_id): it is the prediction's
+    # project, set by ingestion from the prediction it resolved in the key's project, and
+    # project deletion cascades through prediction. Per ingested row the project key was
+    # one more RI check and the index one more B-tree insert, and no query needs either:
+    # erasure reaches events through the project's predictions.
+    project_id: int = Field(sa_column=Column(BigId, nullable=False))
     prediction_id: int = fk_field("prediction.id", ondelete="CASCADE", index=False)
     kind: str = Field(max_length=10)
     value: Any = json_field()

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 22:13:55.035964
+Create Date: 2026-11-27 23:51:41.615084
 """
 
 from collections.abc import Sequence
@@ -338,13 +338,11 @@ def upgrade() -> None:
     sa.CheckConstraint("kind IN ('view', 'accept', 'reject', 'correct', 'flag')", name='ck_feedback_event_kind'),
     sa.CheckConstraint("source IN ('widget', 'api', 'review')", name='ck_feedback_event_source'),
     sa.ForeignKeyConstraint(['prediction_id'], ['prediction.id'], ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['project_id'], ['project.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('event_id')
     )
     with op.batch_alter_table('feedback_event', schema=None) as batch_op:
         batch_op.create_index('ix_feedback_event_prediction_user', ['prediction_id', 'end_user'], unique=False)
-        batch_op.create_index(batch_op.f('ix_feedback_event_project_id'), ['project_id'], unique=False)
         batch_op.create_index('ix_feedback_event_unprocessed', ['id'], unique=False, postgresql_where=sa.text('processed_at IS NULL'), sqlite_where=sa.text('processed_at IS NULL'))
 
     op.create_table('review_item',
@@ -440,7 +438,6 @@ def downgrade() -> None:
     op.drop_table('review_item')
     with op.batch_alter_table('feedback_event', schema=None) as batch_op:
         batch_op.drop_index('ix_feedback_event_unprocessed', postgresql_where=sa.text('processed_at IS NULL'), sqlite_where=sa.text('processed_at IS NULL'))
-        batch_op.drop_index(batch_op.f('ix_feedback_event_project_id'))
         batch_op.drop_index('ix_feedback_event_prediction_user')
 
     op.drop_table('feedback_event')

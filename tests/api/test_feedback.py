@@ -8,7 +8,7 @@ import time
 import pytest
 from sqlmodel import Session, select
 
-from corrigenda.models import FeedbackEvent
+from corrigenda.models import FeedbackEvent, Prediction
 from corrigenda.tokens import TokenSigner
 from tests.conftest import TEST_SECRET
 from tests.factories import setup_project_with_keys
@@ -45,6 +45,40 @@ def test_mixed_batch_keeps_the_good_events(client, keys, engine) -> None:
         ("reject", None, "widget", ORIGIN),
     ]
     assert rows[1].client_time.isoformat() == "2024-05-01T08:00:00+00:00"
+
+
+def test_a_batch_stores_each_event_as_sent(client, keys, engine) -> None:
+    token = log(client, keys, "p-1", end_user="u-9")
+    full = event(
+        token=token,
+        kind="correct",
+        value="billing",
+        comment="wrong team",
+        session="s-1",
+        client_time="2024-05-01T10:00:00+02:00",
+        time_to_decision_ms=1500,
+    )
+    plain = event(token=token, kind="view")
+    response = client.post(URL, json={"events": [full, plain]}, headers=pk(keys))
+    assert statuses(response) == ["accepted", "accepted"]
+    with Session(engine) as session:
+        rows = session.exec(select(FeedbackEvent).order_by(FeedbackEvent.id)).all()
+        prediction_id = session.exec(select(Prediction.id)).one()
+    stored = [
+        (str(r.event_id), r.project_id, r.prediction_id, r.kind, r.value, r.comment)
+        + (r.end_user, r.session_id, r.source, r.origin, r.time_to_decision_ms)
+        for r in rows
+    ]
+    project = keys["project_id"]
+    assert stored == [
+        (full["id"], project, prediction_id, "correct", "billing", "wrong team")
+        + ("u-9", "s-1", "widget", ORIGIN, 1500),
+        (plain["id"], project, prediction_id, "view", None, None)
+        + ("u-9", None, "widget", ORIGIN, None),
+    ]
+    assert rows[0].client_time.isoformat() == "2024-05-01T08:00:00+00:00"
+    assert rows[1].client_time is None
+    assert rows[0].received_at == rows[1].received_at
 
 
 def test_duplicates_in_one_batch_and_across_batches(client, keys, engine) -> None:
