@@ -21,7 +21,6 @@ from .aggregate import Tally, Vote, error_cost, label_key, review_priority, weig
 from .bulk import (
     Write,
     among,
-    array_literal,
     chunks,
     dialect,
     execute_write,
@@ -221,16 +220,13 @@ def route_clusters(
     wrote, ids = False, sorted(set(cluster_ids))
     for part in chunks(ids, ROUTE_CHUNK):
         context = _load(session, project, part)
-        # PostgreSQL: the chunk's stamps too (nothing in routing reads them).
-        stamps = [_aggregated_write(part, touched)] if dialect(session) == "postgresql" else []
-        with writes_sent_meanwhile(session, [*alongside, *stamps]):
+        with writes_sent_meanwhile(session, alongside):
             context.index_items()
             for cluster_id in part:
                 _route_one(context, cluster_id, result)
         alongside = ()
         wrote = _write(session, context) or wrote
-        if not stamps:
-            _mark_aggregated(session, part, touched=touched)
+        _mark_aggregated(session, part, touched=touched)
     for write in alongside:  # no cluster to route
         execute_write(session, write)
     if wrote or ids:  # ORM objects the caller holds must not show stale bulk writes
@@ -714,15 +710,6 @@ def _decided(session: Session, item_ids: list[int]) -> set[int]:
         )
         found.update(session.exec(query))
     return found
-
-
-def _aggregated_write(cluster_ids: list[int], touched: bool) -> Write:
-    """``_mark_aggregated`` as a statement to send in pipeline mode (PostgreSQL)."""
-    stamps = "aggregated_at = %(now)s" + (", touched_at = %(now)s" if touched else "")
-    return (
-        f"UPDATE cluster SET {stamps} WHERE id IN (SELECT unnest(CAST(%(ids)s AS bigint[])))",
-        {"now": utcnow(), "ids": array_literal(cluster_ids)},
-    )
 
 
 def _mark_aggregated(session: Session, cluster_ids: list[int], *, touched: bool = False) -> None:
