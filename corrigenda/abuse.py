@@ -20,7 +20,7 @@ from sqlalchemy.dialects import sqlite
 from sqlmodel import Session, col, select
 
 from .aggregate import label_key, reliabilities
-from .bulk import among, chunks, dialect, fetch_rows, upsert_arrays
+from .bulk import Write, among, chunks, dialect, fetch_rows, upsert_arrays, upsert_arrays_write
 from .models import (
     Cluster,
     EffectiveOpinion,
@@ -59,9 +59,13 @@ def apply_caps(
     events: Sequence[Any],
     users: dict[int, str],
     cap: int,
+    *,
+    defer: list[Write] | None = None,
 ) -> tuple[set[int], set[str]]:
     """Ids of events over their user's hourly cap (counted by received hour), and the
-    users in quarantine. One read and one upsert of the users' standing per batch."""
+    users in quarantine. One read and one upsert of the users' standing per batch; with
+    ``defer`` (PostgreSQL) the upsert is appended there for the caller to send later
+    (it changes only the window columns, which nothing else in a batch reads)."""
     known = _windows(session, project_id, set(users.values()))
     capped: set[int] = set()
     for event in sorted(events, key=lambda e: (e.received_at, e.id)):
@@ -77,7 +81,7 @@ def apply_caps(
                 capped.add(event.id)
                 status.capped += 1
             status.count += 1
-    _store_windows(session, project_id, known)
+    _store_windows(session, project_id, known, defer)
     return capped, {user for user, status in known.items() if status.quarantined}
 
 
@@ -93,7 +97,9 @@ def _windows(session: Session, project_id: int, users: set[str]) -> dict[str, _W
     return found
 
 
-def _store_windows(session: Session, project_id: int, windows: dict[str, _Window]) -> None:
+def _store_windows(
+    session: Session, project_id: int, windows: dict[str, _Window], defer: list[Write] | None
+) -> None:
     now = utcnow()
     rows = [
         {
@@ -115,16 +121,24 @@ def _store_windows(session: Session, project_id: int, windows: dict[str, _Window
         types = {"project_id": "bigint", "end_user": "varchar", "window_start": "timestamptz"}
         types |= {"window_count": "integer", "capped_events": "integer", "settled": "integer"}
         types |= {"disagreements": "integer", "reliability": "float8", "updated_at": "timestamptz"}
-        upsert_arrays(
-            session,
-            "end_user_status",
-            {name: (kind, [r[name] for r in rows]) for name, kind in types.items()},
-            conflict="project_id, end_user",
-            assignments=", ".join(
-                f"{c} = excluded.{c}"
-                for c in ("window_start", "window_count", "capped_events", "updated_at")
-            ),
+        columns: dict[str, tuple[str, Sequence[Any]]] = {
+            name: (kind, [r[name] for r in rows]) for name, kind in types.items()
+        }
+        assignments = ", ".join(
+            f"{c} = excluded.{c}"
+            for c in ("window_start", "window_count", "capped_events", "updated_at")
         )
+        conflict = "project_id, end_user"
+        if defer is None:
+            upsert_arrays(
+                session, "end_user_status", columns, conflict=conflict, assignments=assignments
+            )
+        else:
+            defer.append(
+                upsert_arrays_write(
+                    "end_user_status", columns, conflict=conflict, assignments=assignments
+                )
+            )
         return
     statement = sqlite.insert(STATUS)
     statement = statement.on_conflict_do_update(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -151,13 +152,71 @@ def upsert_arrays(
 ) -> None:
     """PostgreSQL only: ``INSERT … SELECT FROM unnest(arrays) ON CONFLICT (conflict) DO
     UPDATE SET assignments`` — many rows, one statement, one round trip."""
+    sql = _upsert_sql(table, columns, conflict, assignments, ":{}")
+    session.execute(text(sql), _literals(columns))
+
+
+# A statement nobody reads a result of, in the driver's parameter style (PostgreSQL only):
+# executed at once (``execute_write``) or sent while Python works (``writes_sent_meanwhile``).
+Write = tuple[str, dict[str, Any]]
+
+
+def upsert_arrays_write(
+    table: str,
+    columns: dict[str, tuple[str, Sequence[Any]]],
+    *,
+    conflict: str,
+    assignments: str,
+) -> Write:
+    """The statement ``upsert_arrays`` executes, to send later."""
+    return _upsert_sql(table, columns, conflict, assignments, "%({})s"), _literals(columns)
+
+
+def _upsert_sql(
+    table: str,
+    columns: dict[str, tuple[str, Sequence[Any]]],
+    conflict: str,
+    assignments: str,
+    placeholder: str,
+) -> str:
     names = ", ".join(columns)
-    arrays = ", ".join(f"CAST(:{name} AS {kind}[])" for name, (kind, _) in columns.items())
-    sql = (
+    arrays = ", ".join(
+        f"CAST({placeholder.format(name)} AS {kind}[])" for name, (kind, _) in columns.items()
+    )
+    return (
         f"INSERT INTO {table} AS t ({names}) SELECT * FROM unnest({arrays}) "
         f"ON CONFLICT ({conflict}) DO UPDATE SET {assignments}"
     )
-    session.execute(text(sql), _literals(columns))
+
+
+def execute_write(session: Session, write: Write) -> None:
+    """PostgreSQL only: run ``write`` on the driver's cursor, in the session's transaction."""
+    raw = session.connection().connection.driver_connection
+    with raw.cursor() as cursor:  # type: ignore[union-attr]
+        cursor.execute(*write)
+
+
+@contextmanager
+def writes_sent_meanwhile(session: Session, writes: Sequence[Write]) -> Iterator[None]:
+    """PostgreSQL only: send ``writes`` in pipeline mode, run the block while the server
+    executes them, and wait for them at its end (an error in one is raised there).
+
+    The worker's Python and its PostgreSQL backend run on different cores: writes whose
+    effects nothing reads before the block ends cost no wall time while they overlap its
+    Python work. The block must not use the database.
+    """
+    if not writes:
+        yield
+        return
+    raw = session.connection().connection.driver_connection
+    cursor = raw.cursor()  # type: ignore[union-attr]
+    try:
+        with raw.pipeline():  # type: ignore[union-attr]
+            for sql, params in writes:
+                cursor.execute(sql, params)
+            yield
+    finally:
+        cursor.close()
 
 
 def update_arrays(
@@ -165,14 +224,28 @@ def update_arrays(
 ) -> None:
     """PostgreSQL only: ``UPDATE … FROM unnest(arrays)`` matching ``key`` (the first
     column of ``columns``) — many rows updated with different values in one statement."""
+    session.execute(text(_update_sql(table, key, columns, ":{}")), _literals(columns))
+
+
+def update_arrays_write(
+    table: str, key: str, columns: dict[str, tuple[str, Sequence[Any]]]
+) -> Write:
+    """The statement ``update_arrays`` executes, to send later."""
+    return _update_sql(table, key, columns, "%({})s"), _literals(columns)
+
+
+def _update_sql(
+    table: str, key: str, columns: dict[str, tuple[str, Sequence[Any]]], placeholder: str
+) -> str:
     names = ", ".join(columns)
-    arrays = ", ".join(f"CAST(:{name} AS {kind}[])" for name, (kind, _) in columns.items())
+    arrays = ", ".join(
+        f"CAST({placeholder.format(name)} AS {kind}[])" for name, (kind, _) in columns.items()
+    )
     sets = ", ".join(f"{name} = v.{name}" for name in columns if name != key)
-    sql = (
+    return (
         f"UPDATE {table} AS t SET {sets} FROM unnest({arrays}) AS v({names}) "
         f"WHERE t.{key} = v.{key}"
     )
-    session.execute(text(sql), _literals(columns))
 
 
 _NUMERIC = ("bigint", "integer", "float8", "boolean")

@@ -29,7 +29,18 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from . import abuse, dedupe
-from .bulk import among, chunks, dialect, fetch_rows, lock_project, update_arrays
+from .bulk import (
+    Write,
+    among,
+    array_literal,
+    chunks,
+    dialect,
+    execute_write,
+    fetch_rows,
+    lock_project,
+    update_arrays_write,
+    writes_sent_meanwhile,
+)
 from .clustering import assign_clusters
 from .models import Cluster, FeedbackEvent, Prediction, Project, utcnow
 from .normalize import input_text
@@ -144,17 +155,16 @@ _EVENT_COLUMNS = [EVENTS.c[name] for name in EventRow.__slots__]  # type: ignore
 def _claim(session: Session, event_ids: list[int]) -> list[EventRow]:
     """Lock the events not processed yet (skipping those another worker holds).
 
-    On PostgreSQL they are marked processed in the same statement (``UPDATE … RETURNING``
-    over ``FOR UPDATE SKIP LOCKED``): the row locks of a separate claim were a WAL record
-    per event, and marking them afterwards a second pass. The transaction is the unit: a
-    batch that fails leaves them unprocessed, and ``_finish_events`` records the exceptions.
+    The transaction is the unit: they are marked processed at its end, with the batch's
+    other writes (``_finish_events``; on PostgreSQL ``_processed_writes``, sent while
+    routing decides), so a batch that fails leaves them unprocessed. (Marking them in the
+    claim, ``UPDATE … RETURNING``, kept that write on the critical path: the backend has
+    nothing else to do while the worker's Python waits for the events.)
     """
     events: list[EventRow] = []
-    postgres = dialect(session) == "postgresql"
-    now = utcnow()
     for part in chunks(sorted(set(event_ids))):
         query = (
-            sa.select(EVENTS.c.id)
+            sa.select(*_EVENT_COLUMNS)
             .where(
                 among(session, EVENTS.c.id, part),
                 EVENTS.c.processed_at.is_(None),
@@ -163,17 +173,7 @@ def _claim(session: Session, event_ids: list[int]) -> list[EventRow]:
             .order_by(EVENTS.c.id)
             .with_for_update(skip_locked=True)
         )
-        if postgres:
-            claim = (
-                EVENTS.update()
-                .where(EVENTS.c.id.in_(query.scalar_subquery()))
-                .values(processed_at=now)
-                .returning(*_EVENT_COLUMNS)
-            )
-            rows = sorted(fetch_rows(session, claim), key=lambda row: row[0])
-        else:
-            rows = fetch_rows(session, query.with_only_columns(*_EVENT_COLUMNS))
-        events.extend(EventRow(*row) for row in rows)
+        events.extend(EventRow(*row) for row in fetch_rows(session, query))
     return events
 
 
@@ -192,14 +192,23 @@ def _process_project(
     touched = sorted({e.prediction_id for e in good})
     _cluster(session, project, policy, [predictions[p] for p in touched], result)
     clusters = _mark_shown_and_audit(predictions, good, float(policy["audit_rate"]))
-    clusters |= _record_opinions(session, project, policy, good, predictions, outcome)
+    # PostgreSQL: writes nothing reads again in the batch, sent while Python works.
+    later: list[Write] | None = [] if dialect(session) == "postgresql" else None
+    clusters |= _record_opinions(session, project, policy, good, predictions, outcome, later)
     result.ignored += len(outcome.ignored)
-    store_predictions(session, predictions.values())
+    if later is None:
+        store_predictions(session, predictions.values())
+    else:
+        later += _processed_writes(good, outcome)
     # Routed right away: touched and aggregated in one statement.
-    routed = route_clusters(session, project=project, cluster_ids=clusters, touched=True)
+    routed = route_clusters(
+        session, project=project, cluster_ids=clusters, touched=True, alongside=later or ()
+    )
     result.examples_written += routed.examples_written
     result.review_items += routed.items_created
-    _finish_events(session, good, outcome)
+    if later is None:
+        _finish_events(session, good, outcome)
+    _record_errors(session, outcome)
     result.processed += len(good)
 
 
@@ -226,32 +235,11 @@ def _predictions(session: Session, project_id: int, ids: set[int]) -> dict[int, 
 
 def store_predictions(session: Session, predictions: Iterable[PredictionState]) -> None:
     """Write back cluster, hash, shown time and audit draw of the predictions that changed."""
-    rows = [
-        {
-            "b_id": p.id,
-            "b_cluster": p.cluster_id,
-            "b_hash": p.content_hash,
-            "b_shown": p.shown_at,
-            "b_audit": p.audit_sample,
-        }
-        for p in predictions
-        if p.dirty
-    ]
+    rows = _changed_predictions(predictions)
     if not rows:
         return
     if dialect(session) == "postgresql":
-        update_arrays(
-            session,
-            "prediction",
-            "id",
-            {
-                "id": ("bigint", [r["b_id"] for r in rows]),
-                "cluster_id": ("bigint", [r["b_cluster"] for r in rows]),
-                "content_hash": ("varchar", [r["b_hash"] for r in rows]),
-                "shown_at": ("timestamptz", [r["b_shown"] for r in rows]),
-                "audit_sample": ("boolean", [r["b_audit"] for r in rows]),
-            },
-        )
+        execute_write(session, _prediction_write(rows))
         return
     statement = (
         PREDICTIONS.update()
@@ -264,6 +252,34 @@ def store_predictions(session: Session, predictions: Iterable[PredictionState]) 
         )
     )
     session.execute(statement, rows)
+
+
+def _changed_predictions(predictions: Iterable[PredictionState]) -> list[dict[str, Any]]:
+    return [
+        {
+            "b_id": p.id,
+            "b_cluster": p.cluster_id,
+            "b_hash": p.content_hash,
+            "b_shown": p.shown_at,
+            "b_audit": p.audit_sample,
+        }
+        for p in predictions
+        if p.dirty
+    ]
+
+
+def _prediction_write(rows: list[dict[str, Any]]) -> Write:
+    return update_arrays_write(
+        "prediction",
+        "id",
+        {
+            "id": ("bigint", [r["b_id"] for r in rows]),
+            "cluster_id": ("bigint", [r["b_cluster"] for r in rows]),
+            "content_hash": ("varchar", [r["b_hash"] for r in rows]),
+            "shown_at": ("timestamptz", [r["b_shown"] for r in rows]),
+            "audit_sample": ("boolean", [r["b_audit"] for r in rows]),
+        },
+    )
 
 
 def invalid_reason(event: Any, project: Project, prediction: Any | None) -> str | None:
@@ -381,49 +397,88 @@ def _record_opinions(
     events: list[EventRow],
     predictions: dict[int, PredictionState],
     outcome: _Outcome,
+    later: list[Write] | None,
 ) -> set[int]:
-    """Fold opinion events into effective opinions; returns the clusters that changed."""
+    """Fold opinion events into effective opinions; returns the clusters that changed.
+
+    On PostgreSQL (``later`` given) the users' rate windows are left in ``later`` (see
+    ``apply_caps``), and the changed predictions are written while the events are ordered
+    and folded: the reads come first, and nothing reads predictions before routing."""
     opinions = [e for e in events if e.kind in OPINION_KINDS]
-    if not opinions:
-        return set()
     users = {e.id: end_user_key(e) for e in opinions}
-    cap = int(policy["user_cap_per_hour"])
-    capped, blocked = abuse.apply_caps(session, project.id, opinions, users, cap)  # type: ignore[arg-type]
-    existing = dedupe.load_opinions(session, ((e.prediction_id, users[e.id]) for e in opinions))
+    capped: set[int] = set()
+    blocked: set[str] = set()
+    existing: dict[tuple[int, str], dedupe.Opinion] = {}
+    if opinions:
+        cap = int(policy["user_cap_per_hour"])
+        capped, blocked = abuse.apply_caps(session, project.id, opinions, users, cap, defer=later)  # type: ignore[arg-type]
+        existing = dedupe.load_opinions(session, ((e.prediction_id, users[e.id]) for e in opinions))
     changed: set[int] = set()
-    ordered = sorted(((order_key(e), e) for e in opinions), key=lambda pair: pair[0])
-    for ordering, event in ordered:
-        if event.id in capped:
-            outcome.ignored[event.id] = "cap"
-            continue
-        user = users[event.id]
-        if user in blocked:
-            outcome.ignored[event.id] = "quarantined"
-        cluster = predictions[event.prediction_id].cluster_id
-        if dedupe.fold(existing, event, user, ordering, cluster):
-            changed.add(cluster)  # type: ignore[arg-type]
-    dedupe.store_opinions(session, project.id, existing.values())  # type: ignore[arg-type]
+    with writes_sent_meanwhile(session, _prediction_writes(predictions, later)):
+        for ordering, event in _ordered(opinions):
+            if event.id in capped:
+                outcome.ignored[event.id] = "cap"
+                continue
+            user = users[event.id]
+            if user in blocked:
+                outcome.ignored[event.id] = "quarantined"
+            cluster = predictions[event.prediction_id].cluster_id
+            if dedupe.fold(existing, event, user, ordering, cluster):
+                changed.add(cluster)  # type: ignore[arg-type]
+    if opinions:
+        dedupe.store_opinions(session, project.id, existing.values())  # type: ignore[arg-type]
     return changed
 
 
-def _finish_events(session: Session, events: list[EventRow], outcome: _Outcome) -> None:
-    """Mark the batch processed (with why an event did not count) and record set-asides.
-    On PostgreSQL the claim already marked every event processed (see ``_claim``)."""
-    marked = dialect(session) == "postgresql"
-    now = utcnow()
+def _prediction_writes(
+    predictions: dict[int, PredictionState], later: list[Write] | None
+) -> list[Write]:
+    """PostgreSQL (``later`` given): the changed predictions' update, to send meanwhile."""
+    if later is None:
+        return []
+    changed = _changed_predictions(predictions.values())
+    return [_prediction_write(changed)] if changed else []
+
+
+def _ordered(opinions: list[EventRow]) -> list[tuple[str, EventRow]]:
+    """The opinion events in "latest wins" order, each with its order key."""
+    return sorted(((order_key(e), e) for e in opinions), key=lambda pair: pair[0])
+
+
+def _by_ignored_reason(events: list[EventRow], outcome: _Outcome) -> dict[str | None, list[int]]:
     by_reason: dict[str | None, list[int]] = defaultdict(list)
     for event in events:
         by_reason[outcome.ignored.get(event.id)].append(event.id)
-    for reason, ids in by_reason.items():
-        if marked and reason is None:
-            continue
-        values = {} if marked else {"processed_at": now}
+    return by_reason
+
+
+def _finish_events(session: Session, events: list[EventRow], outcome: _Outcome) -> None:
+    """Mark the batch processed, with why an event did not count (SQLite)."""
+    now = utcnow()
+    for reason, ids in _by_ignored_reason(events, outcome).items():
         for part in chunks(ids):
             session.execute(
                 EVENTS.update()
                 .where(among(session, EVENTS.c.id, part))
-                .values(ignored_reason=reason, **values)
+                .values(ignored_reason=reason, processed_at=now)
             )
+
+
+def _processed_writes(events: list[EventRow], outcome: _Outcome) -> list[Write]:
+    """``_finish_events`` as statements to send later (PostgreSQL)."""
+    now = utcnow()
+    return [
+        (
+            "UPDATE feedback_event SET processed_at = %(now)s, ignored_reason = %(reason)s "
+            "WHERE id IN (SELECT unnest(CAST(%(ids)s AS bigint[])))",
+            {"now": now, "reason": reason, "ids": array_literal(ids)},
+        )
+        for reason, ids in _by_ignored_reason(events, outcome).items()
+    ]
+
+
+def _record_errors(session: Session, outcome: _Outcome) -> None:
+    """Set aside the events that cannot be processed, with the reason."""
     if outcome.errors:
         statement = (
             EVENTS.update()

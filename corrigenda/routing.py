@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,13 +19,16 @@ from sqlmodel import Session, col, select
 
 from .aggregate import Tally, Vote, error_cost, label_key, review_priority, weighted_majority
 from .bulk import (
+    Write,
     among,
     chunks,
     dialect,
+    execute_write,
     fetch_driver_rows,
     fetch_rows,
     typed_array_literal,
     update_arrays,
+    writes_sent_meanwhile,
 )
 from .db import json_loads
 from .examples import delete_examples, upsert_examples
@@ -166,6 +169,10 @@ class _Context:
 
     def __post_init__(self) -> None:
         self.trusted = frozenset(self.policy.get("trusted_users") or [])
+
+    def index_items(self) -> None:
+        """Index the items read by cluster and prediction (before routing: pure Python,
+        so ``route_clusters`` does it while the caller's writes are in flight)."""
         by_cluster: dict[int, list[ItemRow]] = defaultdict(list)
         by_prediction: dict[int, list[ItemRow]] = defaultdict(list)
         for item in self.items:
@@ -195,24 +202,35 @@ ROUTE_CHUNK = 5000
 
 
 def route_clusters(
-    session: Session, *, project: Project, cluster_ids: Iterable[int], touched: bool = False
+    session: Session,
+    *,
+    project: Project,
+    cluster_ids: Iterable[int],
+    touched: bool = False,
+    alongside: Sequence[Write] = (),
 ) -> RouteResult:
     """Recompute and store the outcome of each cluster: examples, review items, audits.
 
     Set-based: each chunk of clusters is read in a handful of queries into plain records,
     decided in Python, and written back in a handful of bulk statements. ``touched``: the
     caller changed these clusters' opinions just now, so their ``touched_at`` moves too
-    (in the same statement that records the aggregation).
+    (in the same statement that records the aggregation). ``alongside`` (PostgreSQL): the
+    caller's writes that routing does not read, sent while the first chunk is decided.
     """
     result = RouteResult()
     session.flush()  # pending ORM changes of the caller (e.g. an erasure) must be visible
     wrote, ids = False, sorted(set(cluster_ids))
     for part in chunks(ids, ROUTE_CHUNK):
         context = _load(session, project, part)
-        for cluster_id in part:
-            _route_one(context, cluster_id, result)
+        with writes_sent_meanwhile(session, alongside):
+            context.index_items()
+            for cluster_id in part:
+                _route_one(context, cluster_id, result)
+        alongside = ()
         wrote = _write(session, context) or wrote
         _mark_aggregated(session, part, touched=touched)
+    for write in alongside:  # no cluster to route
+        execute_write(session, write)
     if wrote or ids:  # ORM objects the caller holds must not show stale bulk writes
         for obj in list(session.identity_map.values()):
             if isinstance(obj, Example | ReviewItem | Cluster):
