@@ -13,6 +13,7 @@ from weakref import WeakKeyDictionary
 import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, create_engine
 
 
@@ -70,11 +71,11 @@ def _begin_immediate(conn) -> None:  # type: ignore[no-untyped-def]
     # IMMEDIATE takes the write lock up front, so two writers queue instead of deadlocking.
     # Straight on the driver: SQLAlchemy's execution context for it was ~15 % of a
     # single-event ingest request's Python. A failure (locked past the busy timeout) is
-    # retried once through SQLAlchemy, which raises its own error type if it fails again.
+    # raised as SQLAlchemy's own error type, as from exec_driver_sql.
     try:
         conn.connection.driver_connection.execute("BEGIN IMMEDIATE")
-    except sqlite3.Error:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance("BEGIN IMMEDIATE", (), exc, sqlite3.Error) from exc
 
 
 _write_locks: WeakKeyDictionary[Engine, threading.Lock] = WeakKeyDictionary()
