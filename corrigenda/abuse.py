@@ -20,7 +20,7 @@ from sqlalchemy.dialects import sqlite
 from sqlmodel import Session, col, select
 
 from .aggregate import label_key, reliabilities
-from .bulk import Write, among, chunks, dialect, fetch_rows, upsert_arrays, upsert_arrays_write
+from .bulk import Write, among, chunks, dialect, execute_write, fetch_rows, upsert_arrays_write
 from .models import (
     Cluster,
     EffectiveOpinion,
@@ -128,17 +128,13 @@ def _store_windows(
             f"{c} = excluded.{c}"
             for c in ("window_start", "window_count", "capped_events", "updated_at")
         )
-        conflict = "project_id, end_user"
+        write = upsert_arrays_write(
+            "end_user_status", columns, conflict="project_id, end_user", assignments=assignments
+        )
         if defer is None:
-            upsert_arrays(
-                session, "end_user_status", columns, conflict=conflict, assignments=assignments
-            )
+            execute_write(session, write)
         else:
-            defer.append(
-                upsert_arrays_write(
-                    "end_user_status", columns, conflict=conflict, assignments=assignments
-                )
-            )
+            defer.append(write)
         return
     statement = sqlite.insert(STATUS)
     statement = statement.on_conflict_do_update(

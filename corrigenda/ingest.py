@@ -271,12 +271,7 @@ def record_feedback(
     storable = [e for e in events if e.prediction_id is not None]
     if not storable:
         return outcome
-    received = utcnow()
-    if _dialect(session) == "postgresql" and len(storable) > 1:
-        inserted = _insert_batch_postgresql(session, project, storable, source, origin, received)
-    else:
-        rows = [_event_row(project, e, source, origin, received) for e in storable]
-        inserted = _insert_rows(session, rows)
+    inserted = _insert_events(session, project, storable, source, origin, utcnow())
     # Keyed by the UUID's int: UUID.__hash__ and __eq__ are Python code (~1 µs an event).
     by_int = {event_id.int: row_id for event_id, row_id in inserted}
     for item in storable:
@@ -340,12 +335,22 @@ class PredictionIdCache:
         self._ids.update({(project_id, c): row_id for c, row_id in found.items()})
 
 
-def _insert_rows(
-    session: Session | Connection, rows: list[dict[str, Any]]
+def _insert_events(
+    session: Session | Connection,
+    project: Project,
+    events: list[EventToStore],
+    source: str,
+    origin: str | None,
+    received: datetime,
 ) -> list[tuple[uuid.UUID, int]]:
-    """One event on PostgreSQL; any number on SQLite."""
-    if _dialect(session) == "postgresql":
-        return _insert_events_postgresql(session, rows)
+    """One statement, skipping event ids already stored; (event id, row id) of those
+    inserted. Each database and size has the form measured cheapest for it."""
+    postgres = _dialect(session) == "postgresql"
+    if postgres and len(events) > 1:
+        return _insert_batch_postgresql(session, project, events, source, origin, received)
+    rows = [_event_row(project, e, source, origin, received) for e in events]
+    if postgres:
+        return _insert_one_event_postgresql(session, rows[0])
     if len(rows) == 1:
         return _insert_one_event_sqlite(session, rows[0])
     table: Table = FeedbackEvent.__table__  # type: ignore[attr-defined]
@@ -405,10 +410,10 @@ _BATCH_INSERT = f"""
 """
 
 
-def _insert_events_postgresql(
-    session: Session | Connection, rows: list[dict[str, Any]]
+def _insert_one_event_postgresql(
+    session: Session | Connection, row: dict[str, Any]
 ) -> list[tuple[uuid.UUID, int]]:
-    params = [rows[0][name] for name in _COLUMNS]
+    params = [row[name] for name in _COLUMNS]
     params[4] = None if params[4] is None else orjson.dumps(params[4]).decode()
     return _driver_execute(session, _ONE_INSERT, params)
 
