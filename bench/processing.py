@@ -96,11 +96,17 @@ def load(url: str, slug: str, texts: list[str], events: int, near: bool, seed: i
                         moment,
                     )
                 )
+        # Queued for processing, as ingestion does with each insert.
+        cursor.execute(
+            "INSERT INTO pending_event (id) SELECT id FROM feedback_event WHERE project_id = %s",
+            (project_id,),
+        )
         raw.commit()
         # What autovacuum does after a bulk load anyway; without statistics the planner
         # takes the freshly loaded tables for empty ones.
         cursor.execute("ANALYZE prediction")
         cursor.execute("ANALYZE feedback_event")
+        cursor.execute("ANALYZE pending_event")
         raw.commit()
     finally:
         raw.close()
@@ -129,8 +135,8 @@ def drain(url: str, project_id: int, batch: int = BATCH) -> tuple[float, int]:
     _clustering_seconds[0] = 0.0
     engine = make_engine(url)
     pending = text(
-        "SELECT id FROM feedback_event WHERE project_id = :p AND processed_at IS NULL "
-        "AND error IS NULL ORDER BY id LIMIT :n"
+        "SELECT p.id FROM pending_event p JOIN feedback_event e ON e.id = p.id "
+        "WHERE e.project_id = :p ORDER BY p.id LIMIT :n"
     )
     done = 0
     started = time.perf_counter()
