@@ -47,7 +47,7 @@ from .bulk import (
 from .clustering import assign_clusters
 from .models import Cluster, FeedbackEvent, PendingEvent, Prediction, Project
 from .normalize import input_text
-from .routing import audit_selected, effective_policy, route_clusters
+from .routing import WAITING_FOR_ROUTING, audit_selected, effective_policy, route_clusters
 
 OPINION_KINDS = ("accept", "reject", "correct", "flag")
 EVENTS = FeedbackEvent.__table__
@@ -226,10 +226,8 @@ def _process_project(
         store_predictions(session, predictions.values())
     else:
         later += _ignored_writes(outcome)
-    # Routed right away: touched and aggregated in one statement.
-    routed = route_clusters(
-        session, project=project, cluster_ids=clusters, touched=True, alongside=later or ()
-    )
+    # Routed right away, in this transaction: these clusters never wait for re-routing.
+    routed = route_clusters(session, project=project, cluster_ids=clusters, alongside=later or ())
     result.examples_written += routed.examples_written
     result.review_items += routed.items_created
     if later is None:
@@ -614,13 +612,10 @@ def _audit_shown(
 
 
 def _stale_clusters(session: Session, project_id: int, limit: int) -> set[int]:
+    clusters = Cluster.__table__
     query = (
-        select(Cluster.id)
-        .where(
-            Cluster.project_id == project_id,
-            col(Cluster.touched_at).is_not(None),
-            (col(Cluster.aggregated_at).is_(None)) | (Cluster.touched_at > Cluster.aggregated_at),  # type: ignore[operator]
-        )
+        sa.select(clusters.c.id)
+        .where(clusters.c.project_id == project_id, WAITING_FOR_ROUTING)
         .limit(limit)
     )
-    return {i for i in session.exec(query) if i is not None}
+    return set(session.execute(query).scalars())

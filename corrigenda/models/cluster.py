@@ -21,8 +21,9 @@ class Cluster(SQLModel, table=True):
     ``signature`` is the MinHash signature of the first member (uint32 little-endian); new
     texts are verified against it, and its LSH band keys follow from its first values
     (``corrigenda.clustering.band_keys``; each worker process keeps the buckets in memory).
-    ``touched_at`` is set whenever an opinion in the cluster changes; the periodic
-    re-aggregation works off it.
+    ``touched_at`` is set when the cluster needs re-routing that processing did not do
+    right away (a user's weight changed); the periodic re-aggregation routes the clusters
+    touched after their ``aggregated_at``.
     """
 
     __table_args__ = (Index("ix_cluster_project_touched", "project_id", "touched_at"),)
