@@ -177,20 +177,25 @@ def _claim(session: Session, event_ids: list[int]) -> list[EventRow]:
     return events
 
 
-def _claim_postgresql(session: Session, ids: list[int]) -> sa.Select[Any]:
-    """One statement: the delete locks first, skipping rows another worker has claimed."""
-    free = (
-        sa.select(PENDING.c.id)
-        .where(among(session, PENDING.c.id, ids))
-        .with_for_update(skip_locked=True)
-    )
-    claimed = sa.delete(PENDING).where(PENDING.c.id.in_(free)).returning(PENDING.c.id)
-    taken = claimed.cte("claimed")
-    return (
-        sa.select(*_EVENT_COLUMNS)
-        .where(EVENTS.c.id.in_(sa.select(taken.c.id)))
-        .order_by(EVENTS.c.id)
-    )
+def _claim_postgresql(session: Session, ids: list[int]) -> sa.TextClause:
+    """One statement: lock the pending rows not held by another worker, delete them by
+    their tuple ids (a TID scan; ``id IN (subquery)`` made the planner hash-join the whole
+    queue), and read their events."""
+    columns = ", ".join(name for name in EventRow.__slots__)  # type: ignore[attr-defined]
+    return sa.text(
+        f"""
+        WITH claimed AS (
+            DELETE FROM pending_event WHERE ctid = ANY(ARRAY(
+                SELECT ctid FROM pending_event
+                WHERE id IN (SELECT unnest(CAST(:ids AS bigint[])))
+                FOR UPDATE SKIP LOCKED
+            ))
+            RETURNING id
+        )
+        SELECT {columns} FROM feedback_event
+        WHERE id IN (SELECT id FROM claimed) ORDER BY id
+        """
+    ).bindparams(ids=array_literal(ids))
 
 
 def _claim_sqlite(session: Session, ids: list[int]) -> list[Any]:
