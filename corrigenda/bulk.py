@@ -142,20 +142,6 @@ def fetch_driver_rows(session: Session, statement: Any) -> list[Any]:
         cursor.close()
 
 
-def upsert_arrays(
-    session: Session,
-    table: str,
-    columns: dict[str, tuple[str, Sequence[Any]]],
-    *,
-    conflict: str,
-    assignments: str,
-) -> None:
-    """PostgreSQL only: ``INSERT … SELECT FROM unnest(arrays) ON CONFLICT (conflict) DO
-    UPDATE SET assignments`` — many rows, one statement, one round trip."""
-    sql = _upsert_sql(table, columns, conflict, assignments, ":{}")
-    session.execute(text(sql), _literals(columns))
-
-
 # A statement nobody reads a result of, in the driver's parameter style (PostgreSQL only):
 # executed at once (``execute_write``) or sent while Python works (``writes_sent_meanwhile``).
 Write = tuple[str, dict[str, Any]]
@@ -168,7 +154,8 @@ def upsert_arrays_write(
     conflict: str,
     assignments: str,
 ) -> Write:
-    """The statement ``upsert_arrays`` executes, to send later."""
+    """PostgreSQL only: ``INSERT … SELECT FROM unnest(arrays) ON CONFLICT (conflict) DO
+    UPDATE SET assignments`` — many rows, one statement — to execute or send later."""
     return _upsert_sql(table, columns, conflict, assignments, "%({})s"), _literals(columns)
 
 

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
-from .bulk import among, chunks, dialect, fetch_rows, upsert_arrays
+from .bulk import Write, among, chunks, dialect, execute_write, fetch_rows, upsert_arrays_write
 from .models import EffectiveOpinion, utcnow
 
 OPINIONS = EffectiveOpinion.__table__
@@ -105,27 +105,11 @@ def fold(
 def store_opinions(session: Session, project_id: int, opinions: Iterable[Opinion]) -> None:
     """Write every changed opinion in one upsert; ``updated_at`` moves only when the
     winning event did."""
-    now = utcnow()
-    rows = [
-        {
-            "project_id": project_id,
-            "prediction_id": o.prediction_id,
-            "cluster_id": o.cluster_id,
-            "end_user": o.end_user,
-            "event_id": o.event_id,
-            "order_key": o.order_key,
-            "kind": o.kind,
-            "value": o.value,
-            "events_seen": o.events_seen,
-            "updated_at": now,
-        }
-        for o in opinions
-        if o.dirty
-    ]
+    rows = _changed_rows(project_id, opinions)
     if not rows:
         return
     if dialect(session) == "postgresql":
-        _store_pg(session, rows)
+        execute_write(session, _pg_upsert(rows))
         return
     insert = postgresql.insert if dialect(session) == "postgresql" else sqlite.insert
     statement = insert(OPINIONS)
@@ -148,6 +132,32 @@ def store_opinions(session: Session, project_id: int, opinions: Iterable[Opinion
         session.execute(statement, part)
 
 
+def opinions_write(project_id: int, opinions: Iterable[Opinion]) -> list[Write]:
+    """PostgreSQL: ``store_opinions`` as a statement to send later (none if nothing changed)."""
+    rows = _changed_rows(project_id, opinions)
+    return [_pg_upsert(rows)] if rows else []
+
+
+def _changed_rows(project_id: int, opinions: Iterable[Opinion]) -> list[dict[str, Any]]:
+    now = utcnow()
+    return [
+        {
+            "project_id": project_id,
+            "prediction_id": o.prediction_id,
+            "cluster_id": o.cluster_id,
+            "end_user": o.end_user,
+            "event_id": o.event_id,
+            "order_key": o.order_key,
+            "kind": o.kind,
+            "value": o.value,
+            "events_seen": o.events_seen,
+            "updated_at": now,
+        }
+        for o in opinions
+        if o.dirty
+    ]
+
+
 _OPINION_TYPES = {
     "project_id": "bigint",
     "prediction_id": "bigint",
@@ -162,13 +172,12 @@ _OPINION_TYPES = {
 }
 
 
-def _store_pg(session: Session, rows: list[dict[str, Any]]) -> None:
+def _pg_upsert(rows: list[dict[str, Any]]) -> Write:
     columns = {
         name: (kind, [_json(r[name]) if kind == "jsonb" else r[name] for r in rows])
         for name, kind in _OPINION_TYPES.items()
     }
-    upsert_arrays(
-        session,
+    return upsert_arrays_write(
         "effective_opinion",
         columns,
         conflict="prediction_id, end_user",

@@ -225,14 +225,22 @@ def _process_project(
     clusters = _mark_shown_and_audit(predictions, good, float(policy["audit_rate"]))
     # PostgreSQL: writes nothing reads again in the batch, sent while Python works.
     later: list[Write] | None = [] if dialect(session) == "postgresql" else None
-    clusters |= _record_opinions(session, project, policy, good, predictions, outcome, later)
+    changed, opinions = _record_opinions(
+        session, project, policy, good, predictions, outcome, later
+    )
     result.ignored += len(outcome.ignored)
     if later is None:
         store_predictions(session, predictions.values())
     else:
         later += _ignored_writes(outcome)
     # Routed right away, in this transaction: these clusters never wait for re-routing.
-    routed = route_clusters(session, project=project, cluster_ids=clusters, alongside=later or ())
+    routed = route_clusters(
+        session,
+        project=project,
+        cluster_ids=clusters | changed,
+        alongside=later or (),
+        unstored={key: o for key, o in opinions.items() if o.dirty} if later is not None else {},
+    )
     result.examples_written += routed.examples_written
     result.review_items += routed.items_created
     if later is None:
@@ -427,12 +435,15 @@ def _record_opinions(
     predictions: dict[int, PredictionState],
     outcome: _Outcome,
     later: list[Write] | None,
-) -> set[int]:
-    """Fold opinion events into effective opinions; returns the clusters that changed.
+) -> tuple[set[int], dict[tuple[int, str], dedupe.Opinion]]:
+    """Fold opinion events into effective opinions; returns the clusters that changed and
+    the opinions by (prediction, end user).
 
-    On PostgreSQL (``later`` given) the users' rate windows are left in ``later`` (see
-    ``apply_caps``), and the changed predictions are written while the events are ordered
-    and folded: the reads come first, and nothing reads predictions before routing."""
+    On PostgreSQL (``later`` given) the opinions' upsert and the users' rate windows (see
+    ``apply_caps``) are left in ``later``: routing takes the folded opinions from here, so
+    they are written while it decides. The changed predictions are written while the
+    events are ordered and folded: the reads come first, and nothing reads predictions
+    before routing."""
     opinions = [e for e in events if e.kind in OPINION_KINDS]
     users = {e.id: end_user_key(e) for e in opinions}
     capped: set[int] = set()
@@ -454,9 +465,11 @@ def _record_opinions(
             cluster = predictions[event.prediction_id].cluster_id
             if dedupe.fold(existing, event, user, ordering, cluster):
                 changed.add(cluster)  # type: ignore[arg-type]
-    if opinions:
+    if later is not None:
+        later += dedupe.opinions_write(project.id, existing.values())  # type: ignore[arg-type]
+    elif opinions:
         dedupe.store_opinions(session, project.id, existing.values())  # type: ignore[arg-type]
-    return changed
+    return changed, existing
 
 
 def _prediction_writes(

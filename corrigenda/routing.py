@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,7 @@ from .bulk import (
     writes_sent_meanwhile,
 )
 from .db import json_loads
+from .dedupe import Opinion
 from .examples import delete_examples, upsert_examples
 from .models import (
     Cluster,
@@ -207,19 +208,21 @@ def route_clusters(
     project: Project,
     cluster_ids: Iterable[int],
     alongside: Sequence[Write] = (),
+    unstored: Mapping[tuple[int, str], Opinion] | None = None,
 ) -> RouteResult:
     """Recompute and store the outcome of each cluster: examples, review items, audits.
 
     Set-based: each chunk of clusters is read in a handful of queries into plain records,
     decided in Python, and written back in a handful of bulk statements. ``alongside``
     (PostgreSQL): the caller's writes that routing does not read, sent while the first
-    chunk is decided.
+    chunk is decided. ``unstored``: opinions by (prediction, end user) the caller changed
+    and writes in ``alongside``; they stand in for the stored ones.
     """
     result = RouteResult()
     session.flush()  # pending ORM changes of the caller (e.g. an erasure) must be visible
     wrote, ids = False, sorted(set(cluster_ids))
     for part in chunks(ids, ROUTE_CHUNK):
-        context = _load(session, project, part)
+        context = _load(session, project, part, unstored or {})
         with writes_sent_meanwhile(session, alongside):
             context.index_items()
             for cluster_id in part:
@@ -241,7 +244,12 @@ PREDICTIONS, OPINIONS, EXAMPLES, ITEMS = (
 )
 
 
-def _load(session: Session, project: Project, cluster_ids: list[int]) -> _Context:
+def _load(
+    session: Session,
+    project: Project,
+    cluster_ids: list[int],
+    unstored: Mapping[tuple[int, str], Opinion],
+) -> _Context:
     predictions: dict[int, list[PredictionRow]] = defaultdict(list)
     query = (
         sa.select(
@@ -259,7 +267,7 @@ def _load(session: Session, project: Project, cluster_ids: list[int]) -> _Contex
     )
     for row in fetch_rows(session, query):
         predictions[row[1]].append(PredictionRow(*row))
-    opinions, weights = _opinions_and_weights(session, project.id, cluster_ids)  # type: ignore[arg-type]
+    opinions, weights = _opinions_and_weights(session, project.id, cluster_ids, unstored)  # type: ignore[arg-type]
     prediction_ids = [p.id for group in predictions.values() for p in group]
     items = _items(session, project.id, prediction_ids, cluster_ids)  # type: ignore[arg-type]
     return _Context(
@@ -278,9 +286,13 @@ STATUS = EndUserStatus.__table__
 
 
 def _opinions_and_weights(
-    session: Session, project_id: int, cluster_ids: list[int]
+    session: Session,
+    project_id: int,
+    cluster_ids: list[int],
+    unstored: Mapping[tuple[int, str], Opinion],
 ) -> tuple[dict[int, list[OpinionRow]], dict[str, float]]:
-    """The clusters' opinions, and each of their users' weight: the reliability, 0 in
+    """The clusters' opinions (``unstored`` ones instead of what is stored for their keys;
+    PostgreSQL only), and each of their users' weight: the reliability, 0 in
     quarantine; users without a standing are absent (weight 1). On SQLite the standings
     come with the opinions (a lookup by a list of every user of a large cluster cost as
     much as reading the opinions there); PostgreSQL looks them up by one array parameter
@@ -304,13 +316,30 @@ def _opinions_and_weights(
     ):
         if sqlite and value is not None:  # JSON comes as text there
             value = None if value == "null" else json_loads(value)
-        opinions[cid].append(OpinionRow(pid, cid, user, event_id, order, kind, value))
         if reliability is not None:
             weights[user] = 0.0 if quarantined else reliability
+        if (pid, user) not in unstored:
+            opinions[cid].append(OpinionRow(pid, cid, user, event_id, order, kind, value))
+    chunk = set(cluster_ids)
+    for o in unstored.values():
+        if o.cluster_id in chunk:
+            opinions[o.cluster_id].append(_opinion_row(o))  # type: ignore[index]
     if not sqlite:
         users = {o.end_user for group in opinions.values() for o in group}
         weights = _user_weights(session, project_id, users)
     return opinions, weights
+
+
+def _opinion_row(o: Opinion) -> OpinionRow:
+    return OpinionRow(
+        o.prediction_id,
+        o.cluster_id,
+        o.end_user,
+        o.event_id,
+        o.order_key,
+        o.kind,
+        o.value,  # type: ignore[arg-type]
+    )
 
 
 def _user_weights(session: Session, project_id: int, users: set[str]) -> dict[str, float]:
