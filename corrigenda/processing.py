@@ -220,7 +220,10 @@ def _process_project(
     outcome = _Outcome(errors={}, ignored={})
     good = [e for e in events if not _set_aside_invalid(e, project, predictions, outcome)]
     result.set_aside += len(outcome.errors)
-    touched = sorted({e.prediction_id for e in good})
+    # Clustered in stream order (first event first; the events come in id order): the
+    # greedy near-duplicate choice then sees the texts in the same order however the
+    # stream is cut into batches, so any batch size gives the same clusters.
+    touched = dict.fromkeys(e.prediction_id for e in good)
     _cluster(session, project, policy, [predictions[p] for p in touched], result)
     clusters = _mark_shown_and_audit(predictions, good, float(policy["audit_rate"]))
     # PostgreSQL: writes nothing reads again in the batch, sent while Python works.

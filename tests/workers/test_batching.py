@@ -10,8 +10,10 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from corrigenda.clustering import minhash, similarity
 from corrigenda.db import transaction
-from corrigenda.models import Cluster, Project, ReviewItem
+from corrigenda.models import Cluster, Prediction, Project, ReviewItem
+from corrigenda.normalize import normalize_text
 from corrigenda.processing import process_events, reaggregate_project
 from tests.factories import make_prediction, make_project
 from tests.workers.helpers import LABELS, make_event, snapshot, variant
@@ -128,3 +130,36 @@ def test_small_batches_and_the_drain_loop_agree(
     assert snapshot(engine) == expected
     assert _stored(engine)["stale"] == 0
     assert len(ids) == 400
+
+
+def test_near_duplicate_clusters_do_not_depend_on_how_the_stream_is_cut(engine: Engine) -> None:
+    """A ~ B and B ~ C but not A ~ C: the greedy choice depends on which text comes first.
+    Texts are clustered in stream order, so one batch gives what one event at a time gives."""
+    rng = random.Random(5)
+    words = [f"w{rng.randrange(10**6)}x" for _ in range(60)]
+    texts = {name: " ".join(words[8 * i : 8 * i + 40]) for i, name in enumerate("ABC")}
+    signatures = minhash([normalize_text(t) for t in texts.values()])
+    pair = {(i, j): float(similarity(signatures[i : i + 1], signatures[j : j + 1])[0])
+            for i, j in ((0, 1), (1, 2), (0, 2))}  # fmt: skip
+    assert pair[0, 1] > 0.55 and pair[1, 2] > 0.55 and pair[0, 2] < 0.45, pair  # threshold 0.5
+
+    def partition(slug: str, batch: int) -> set[frozenset[str]]:
+        with transaction(engine) as session:
+            project = make_project(session, slug)
+            made = {
+                name: make_prediction(session, project, f"{slug}-{name}", input={"text": text})
+                for name, text in texts.items()  # prediction ids in the order A, B, C
+            }
+            # The stream reaches them in the opposite order: C first, A last.
+            ids = [make_event(session, made[name], "view").id for name in "CBA"]
+        _process_in(engine, ids, batch)  # type: ignore[arg-type]
+        with Session(engine) as session:
+            by_cluster: dict[int, set[str]] = {}
+            for name, prediction in made.items():
+                cluster = session.get(Prediction, prediction.id).cluster_id  # type: ignore[union-attr]
+                by_cluster.setdefault(cluster, set()).add(name)  # type: ignore[arg-type]
+        return {frozenset(names) for names in by_cluster.values()}
+
+    one_at_a_time = partition("one-by-one", 1)
+    assert one_at_a_time == {frozenset("BC"), frozenset("A")}  # C came first and took B
+    assert partition("one-batch", 3) == one_at_a_time
