@@ -51,15 +51,16 @@ SELECT :project_id, 'p' || g,
 FROM generate_series(1, :n) AS g
 """
 # Per prediction: one view, then opinions from several users; kinds cycle deterministically.
+# Loaded as processed already: no pending_event rows.
 LOAD_EVENTS = """
 INSERT INTO feedback_event (event_id, project_id, prediction_id, kind, end_user, source,
-                            client_time, received_at, time_to_decision_ms, processed_at)
+                            client_time, received_at, time_to_decision_ms)
 SELECT gen_random_uuid(), :project_id, p.id,
        CASE WHEN e = 0 THEN 'view'
             ELSE (ARRAY['accept','accept','accept','reject','correct','accept','accept'])
                  [1 + ((p.id * 13 + e * 5) % 7)] END,
        'u' || (e % 3), 'widget', p.created_at + (e || ' seconds')::interval, now(),
-       CASE WHEN e = 0 THEN NULL ELSE 500 + (p.id * 31 + e) % 9000 END, now()
+       CASE WHEN e = 0 THEN NULL ELSE 500 + (p.id * 31 + e) % 9000 END
 FROM prediction p CROSS JOIN generate_series(0, :per - 1) AS e
 WHERE p.project_id = :project_id
 """

@@ -427,8 +427,7 @@ def processing_backlog(path: str, wait_seconds: float = 60.0) -> str:
     def counts() -> tuple[int, int]:
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
             total, pending = db.execute(
-                "SELECT count(*), count(*) FILTER (WHERE processed_at IS NULL AND error IS NULL)"
-                " FROM feedback_event"
+                "SELECT (SELECT count(*) FROM feedback_event), (SELECT count(*) FROM pending_event)"
             ).fetchone()
         return total, pending
 

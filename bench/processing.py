@@ -96,11 +96,17 @@ def load(url: str, slug: str, texts: list[str], events: int, near: bool, seed: i
                         moment,
                     )
                 )
+        # Queued for processing, as ingestion does with each insert.
+        cursor.execute(
+            "INSERT INTO pending_event (id) SELECT id FROM feedback_event WHERE project_id = %s",
+            (project_id,),
+        )
         raw.commit()
         # What autovacuum does after a bulk load anyway; without statistics the planner
         # takes the freshly loaded tables for empty ones.
         cursor.execute("ANALYZE prediction")
         cursor.execute("ANALYZE feedback_event")
+        cursor.execute("ANALYZE pending_event")
         raw.commit()
     finally:
         raw.close()
@@ -128,15 +134,22 @@ def drain(url: str, project_id: int, batch: int = BATCH) -> tuple[float, int]:
     """Seconds to drain the project's events, and how many were processed."""
     _clustering_seconds[0] = 0.0
     engine = make_engine(url)
+    # The project's events were copied in one go: its queue is one id range (the workers'
+    # drain reads the whole queue in the same order, ``processing.pending_event_ids``).
+    with engine.connect() as connection:
+        first, last = connection.execute(
+            text("SELECT min(id), max(id) FROM feedback_event WHERE project_id = :p"),
+            {"p": project_id},
+        ).one()
     pending = text(
-        "SELECT id FROM feedback_event WHERE project_id = :p AND processed_at IS NULL "
-        "AND error IS NULL ORDER BY id LIMIT :n"
+        "SELECT id FROM pending_event WHERE id BETWEEN :first AND :last ORDER BY id LIMIT :n"
     )
     done = 0
     started = time.perf_counter()
     while True:
         with engine.connect() as connection:
-            ids = [r[0] for r in connection.execute(pending, {"p": project_id, "n": batch})]
+            found = connection.execute(pending, {"first": first, "last": last, "n": batch})
+            ids = [r[0] for r in found]
         if not ids:
             break
         done += process_batch(engine, ids)

@@ -27,6 +27,7 @@ from .models import (
     EndUserStatus,
     Example,
     FeedbackEvent,
+    PendingEvent,
     Prediction,
     Project,
     utcnow,
@@ -149,7 +150,10 @@ def _delete_rows(session: Session, project: Project, end_user: str, event_ids: s
         )
     )
     if event_ids:
-        session.execute(delete(FeedbackEvent).where(col(FeedbackEvent.id).in_(sorted(event_ids))))
+        ids = sorted(event_ids)
+        session.execute(delete(FeedbackEvent).where(col(FeedbackEvent.id).in_(ids)))
+        # Their pending rows too: an orphan would wait for some claim to delete it.
+        session.execute(delete(PendingEvent).where(col(PendingEvent.id).in_(ids)))
     session.flush()
 
 

@@ -2,7 +2,8 @@
 
 Both functions take a session, write in bulk with ``INSERT … ON CONFLICT DO NOTHING`` (one
 statement for the whole batch, on SQLite and PostgreSQL) and never commit: the caller owns
-the transaction and enqueues processing only after it committed.
+the transaction and enqueues processing only after it committed. Each new event is queued
+for processing (a ``pending_event`` row) in the same statement (PostgreSQL) or transaction.
 """
 
 from __future__ import annotations
@@ -352,11 +353,14 @@ def _insert_events(
     if postgres:
         return _insert_one_event_postgresql(session, rows[0])
     if len(rows) == 1:
-        return _insert_one_event_sqlite(session, rows[0])
-    table: Table = FeedbackEvent.__table__  # type: ignore[attr-defined]
-    statement = _insert(session, table).on_conflict_do_nothing(index_elements=["event_id"])
-    returning = statement.returning(table.c.event_id, table.c.id)
-    return list(session.execute(returning, rows).all())
+        inserted = _insert_one_event_sqlite(session, rows[0])
+    else:
+        table: Table = FeedbackEvent.__table__  # type: ignore[attr-defined]
+        statement = _insert(session, table).on_conflict_do_nothing(index_elements=["event_id"])
+        returning = statement.returning(table.c.event_id, table.c.id)
+        inserted = list(session.execute(returning, rows).all())
+    _queue_sqlite(session, [row_id for _, row_id in inserted])
+    return inserted
 
 
 def _event_row(
@@ -397,6 +401,20 @@ _ONE_INSERT = f"""
     RETURNING event_id, id
 """
 _ONE_INSERT_SQLITE = _ONE_INSERT.replace("%s::jsonb", "?").replace("%s", "?")
+# OR IGNORE: SQLite may reuse the rowid of the newest event if it was deleted while pending.
+_QUEUE_SQLITE = "INSERT OR IGNORE INTO pending_event (id) VALUES (?)"
+
+
+def _queued(insert: str) -> str:
+    """PostgreSQL: the insert that also queues the new events, still ONE statement."""
+    return f"""
+    WITH inserted AS ({insert}),
+    queued AS (INSERT INTO pending_event (id) SELECT id FROM inserted)
+    SELECT event_id, id FROM inserted
+"""
+
+
+_ONE_INSERT_QUEUED = _queued(_ONE_INSERT)
 _BATCH_INSERT = f"""
     INSERT INTO feedback_event ({", ".join(_COLUMNS)})
     SELECT e.event_id, %s::bigint, e.prediction_id, e.kind, e.value, e.comment, e.end_user,
@@ -408,6 +426,7 @@ _BATCH_INSERT = f"""
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id, id
 """
+_BATCH_INSERT_QUEUED = _queued(_BATCH_INSERT)
 
 
 def _insert_one_event_postgresql(
@@ -415,7 +434,7 @@ def _insert_one_event_postgresql(
 ) -> list[tuple[uuid.UUID, int]]:
     params = [row[name] for name in _COLUMNS]
     params[4] = None if params[4] is None else orjson.dumps(params[4]).decode()
-    return _driver_execute(session, _ONE_INSERT, params)
+    return _driver_execute(session, _ONE_INSERT_QUEUED, params)
 
 
 def _insert_batch_postgresql(
@@ -431,7 +450,7 @@ def _insert_batch_postgresql(
     the bytes to build, send and parse than full rows."""
     rows = [_compact_row(item) for item in events]
     params = [project.id, source, origin, received, orjson.dumps(rows).decode()]
-    return _driver_execute(session, _BATCH_INSERT, params)
+    return _driver_execute(session, _BATCH_INSERT_QUEUED, params)
 
 
 def _compact_row(item: EventToStore) -> dict[str, Any]:
@@ -462,6 +481,15 @@ def _insert_one_event_sqlite(
     params = [convert[name](row[name]) for name in _COLUMNS]
     found = _driver_execute(session, _ONE_INSERT_SQLITE, params)
     return [(uuid.UUID(str(event_id)), row_id) for event_id, row_id in found]
+
+
+def _queue_sqlite(session: Session | Connection, row_ids: list[int]) -> None:
+    """SQLite: the pending rows of the new events, in the insert's transaction."""
+    if not row_ids:
+        return
+    connection = session if isinstance(session, Connection) else session.connection()
+    driver = connection.connection.driver_connection
+    driver.executemany(_QUEUE_SQLITE, [(row_id,) for row_id in row_ids])  # type: ignore[union-attr]
 
 
 _SQLITE_BINDS: dict[str, Any] = {}

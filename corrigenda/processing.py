@@ -2,16 +2,18 @@
 
 One call processes one micro-batch inside the caller's transaction:
 
-1. claim the events (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two workers never take
-   the same event) and take the project's processing lock;
+1. claim the events by deleting their ``pending_event`` rows (``FOR UPDATE SKIP LOCKED`` on
+   PostgreSQL, so two workers never take the same event) and take the project's
+   processing lock;
 2. set aside events that cannot be processed, with the reason (replayable);
 3. cluster the inputs of the predictions they touch (exact hash, then MinHash LSH);
 4. mark predictions shown and draw the audit sample;
 5. apply per-user caps, then keep one effective opinion per (prediction, end user);
 6. re-route every touched cluster (``corrigenda.routing``);
-7. mark the events processed.
+7. note why ignored events did not count (rate cap, quarantine).
 
-Events already processed are skipped, so running a batch twice changes nothing.
+Events already processed have no pending row and are skipped, so running a batch twice
+changes nothing; a batch that fails rolls back, and its pending rows with it.
 """
 
 from __future__ import annotations
@@ -37,17 +39,19 @@ from .bulk import (
     dialect,
     execute_write,
     fetch_rows,
+    insert_ignore,
     lock_project,
     update_arrays_write,
     writes_sent_meanwhile,
 )
 from .clustering import assign_clusters
-from .models import Cluster, FeedbackEvent, Prediction, Project, utcnow
+from .models import Cluster, FeedbackEvent, PendingEvent, Prediction, Project
 from .normalize import input_text
 from .routing import WAITING_FOR_ROUTING, audit_selected, effective_policy, route_clusters
 
 OPINION_KINDS = ("accept", "reject", "correct", "flag")
 EVENTS = FeedbackEvent.__table__
+PENDING = PendingEvent.__table__
 PREDICTIONS = Prediction.__table__
 
 
@@ -102,14 +106,18 @@ class _Outcome:
 def pending_event_ids(
     *, session: Session, limit: int, received_before: datetime | None = None
 ) -> list[int]:
-    """Ids of committed events not processed yet and not set aside, oldest first."""
-    query = select(FeedbackEvent.id).where(
-        col(FeedbackEvent.processed_at).is_(None), col(FeedbackEvent.error).is_(None)
-    )
+    """Ids of committed events waiting for processing (not set aside), oldest first."""
+    query = sa.select(PENDING.c.id).order_by(PENDING.c.id).limit(limit)
     if received_before is not None:
-        query = query.where(FeedbackEvent.received_at < received_before)
-    ids = session.exec(query.order_by(col(FeedbackEvent.id)).limit(limit))
-    return [event_id for event_id in ids if event_id is not None]
+        query = query.join(EVENTS, EVENTS.c.id == PENDING.c.id).where(
+            EVENTS.c.received_at < received_before
+        )
+    return list(session.execute(query).scalars())
+
+
+def mark_pending(session: Session, *, event_ids: Iterable[int]) -> None:
+    """Put events (back) in the processing queue; ingestion does this in its insert."""
+    insert_ignore(session, PENDING, [{"id": event_id} for event_id in event_ids])
 
 
 def process_events(session: Session, *, event_ids: list[int]) -> ProcessResult:
@@ -153,28 +161,51 @@ _EVENT_COLUMNS = [EVENTS.c[name] for name in EventRow.__slots__]  # type: ignore
 
 
 def _claim(session: Session, event_ids: list[int]) -> list[EventRow]:
-    """Lock the events not processed yet (skipping those another worker holds).
+    """Take the events still pending: delete their pending rows (skipping those another
+    worker holds), then read the events, unlocked (their columns never change).
 
-    The transaction is the unit: they are marked processed at its end, with the batch's
-    other writes (``_finish_events``; on PostgreSQL ``_processed_writes``, sent while
-    routing decides), so a batch that fails leaves them unprocessed. (Marking them in the
-    claim, ``UPDATE … RETURNING``, kept that write on the critical path: the backend has
-    nothing else to do while the worker's Python waits for the events.)
+    The transaction is the unit: a batch that fails rolls back, and its events are pending
+    again. Pending rows of events deleted meanwhile (erasure) go without an event.
     """
     events: list[EventRow] = []
     for part in chunks(sorted(set(event_ids))):
-        query = (
-            sa.select(*_EVENT_COLUMNS)
-            .where(
-                among(session, EVENTS.c.id, part),
-                EVENTS.c.processed_at.is_(None),
-                EVENTS.c.error.is_(None),
-            )
-            .order_by(EVENTS.c.id)
-            .with_for_update(skip_locked=True)
-        )
-        events.extend(EventRow(*row) for row in fetch_rows(session, query))
+        if dialect(session) == "postgresql":
+            rows = fetch_rows(session, _claim_postgresql(session, part))
+        else:
+            rows = _claim_sqlite(session, part)
+        events.extend(EventRow(*row) for row in rows)
     return events
+
+
+def _claim_postgresql(session: Session, ids: list[int]) -> sa.TextClause:
+    """One statement: lock the pending rows not held by another worker, delete them by
+    their tuple ids (a TID scan; ``id IN (subquery)`` made the planner hash-join the whole
+    queue), and read their events."""
+    columns = ", ".join(name for name in EventRow.__slots__)  # type: ignore[attr-defined]
+    return sa.text(
+        f"""
+        WITH claimed AS (
+            DELETE FROM pending_event WHERE ctid = ANY(ARRAY(
+                SELECT ctid FROM pending_event
+                WHERE id IN (SELECT unnest(CAST(:ids AS bigint[])))
+                FOR UPDATE SKIP LOCKED
+            ))
+            RETURNING id
+        )
+        SELECT {columns} FROM feedback_event
+        WHERE id IN (SELECT id FROM claimed) ORDER BY id
+        """
+    ).bindparams(ids=array_literal(ids))
+
+
+def _claim_sqlite(session: Session, ids: list[int]) -> list[Any]:
+    """SQLite has one writer at a time (``BEGIN IMMEDIATE``): nobody else can hold them."""
+    statement = sa.delete(PENDING).where(PENDING.c.id.in_(ids)).returning(PENDING.c.id)
+    claimed = list(session.execute(statement).scalars())
+    if not claimed:
+        return []
+    query = sa.select(*_EVENT_COLUMNS).where(EVENTS.c.id.in_(claimed)).order_by(EVENTS.c.id)
+    return list(session.execute(query).all())
 
 
 def _process_project(
@@ -204,7 +235,7 @@ def _process_project(
     if later is None:
         store_predictions(session, predictions.values())
     else:
-        later += _processed_writes(good, outcome)
+        later += _ignored_writes(outcome)
     # Routed right away, in this transaction: these clusters never wait for re-routing.
     routed = route_clusters(
         session,
@@ -216,7 +247,7 @@ def _process_project(
     result.examples_written += routed.examples_written
     result.review_items += routed.items_created
     if later is None:
-        _finish_events(session, good, outcome)
+        _record_ignored(session, outcome)
     _record_errors(session, outcome)
     result.processed += len(good)
 
@@ -459,35 +490,31 @@ def _ordered(opinions: list[EventRow]) -> list[tuple[str, EventRow]]:
     return sorted(((order_key(e), e) for e in opinions), key=lambda pair: pair[0])
 
 
-def _by_ignored_reason(events: list[EventRow], outcome: _Outcome) -> dict[str | None, list[int]]:
-    by_reason: dict[str | None, list[int]] = defaultdict(list)
-    for event in events:
-        by_reason[outcome.ignored.get(event.id)].append(event.id)
+def _by_ignored_reason(outcome: _Outcome) -> dict[str, list[int]]:
+    by_reason: dict[str, list[int]] = defaultdict(list)
+    for event_id, reason in sorted(outcome.ignored.items()):
+        by_reason[reason].append(event_id)
     return by_reason
 
 
-def _finish_events(session: Session, events: list[EventRow], outcome: _Outcome) -> None:
-    """Mark the batch processed, with why an event did not count (SQLite)."""
-    now = utcnow()
-    for reason, ids in _by_ignored_reason(events, outcome).items():
+def _record_ignored(session: Session, outcome: _Outcome) -> None:
+    """Note why processed events did not count (SQLite); they are few."""
+    for reason, ids in _by_ignored_reason(outcome).items():
         for part in chunks(ids):
             session.execute(
-                EVENTS.update()
-                .where(among(session, EVENTS.c.id, part))
-                .values(ignored_reason=reason, processed_at=now)
+                EVENTS.update().where(EVENTS.c.id.in_(part)).values(ignored_reason=reason)
             )
 
 
-def _processed_writes(events: list[EventRow], outcome: _Outcome) -> list[Write]:
-    """``_finish_events`` as statements to send later (PostgreSQL)."""
-    now = utcnow()
+def _ignored_writes(outcome: _Outcome) -> list[Write]:
+    """``_record_ignored`` as statements to send later (PostgreSQL)."""
     return [
         (
-            "UPDATE feedback_event SET processed_at = %(now)s, ignored_reason = %(reason)s "
+            "UPDATE feedback_event SET ignored_reason = %(reason)s "
             "WHERE id IN (SELECT unnest(CAST(%(ids)s AS bigint[])))",
-            {"now": now, "reason": reason, "ids": array_literal(ids)},
+            {"reason": reason, "ids": array_literal(ids)},
         )
-        for reason, ids in _by_ignored_reason(events, outcome).items()
+        for reason, ids in _by_ignored_reason(outcome).items()
     ]
 
 
@@ -497,7 +524,7 @@ def _record_errors(session: Session, outcome: _Outcome) -> None:
         statement = (
             EVENTS.update()
             .where(EVENTS.c.id == sa.bindparam("b_id"))
-            .values(error=sa.bindparam("b_error"), processed_at=None)
+            .values(error=sa.bindparam("b_error"))
         )
         rows = [{"b_id": i, "b_error": r} for i, r in sorted(outcome.errors.items())]
         session.execute(statement, rows)
@@ -507,12 +534,17 @@ def _record_errors(session: Session, outcome: _Outcome) -> None:
 
 
 def set_aside(session: Session, *, event_id: int, reason: str) -> None:
-    """Record that an event could not be processed (it leaves the stream until replayed)."""
-    session.execute(
-        update(FeedbackEvent)
-        .where(col(FeedbackEvent.id) == event_id, col(FeedbackEvent.processed_at).is_(None))
-        .values(error=reason[:2000])
-    )
+    """Record that an event could not be processed (it leaves the stream until replayed);
+    an event processed or set aside meanwhile stays as it is."""
+    taken = session.execute(
+        sa.delete(PENDING).where(PENDING.c.id == event_id).returning(PENDING.c.id)
+    ).first()
+    if taken is not None:
+        session.execute(
+            update(FeedbackEvent)
+            .where(col(FeedbackEvent.id) == event_id)
+            .values(error=reason[:2000])
+        )
 
 
 def set_aside_events(
@@ -539,6 +571,7 @@ def replay_events(
         session.execute(
             update(FeedbackEvent).where(col(FeedbackEvent.id).in_(part)).values(error=None)
         )
+    mark_pending(session, event_ids=ids)
     return ids
 
 

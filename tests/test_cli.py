@@ -15,7 +15,8 @@ from sqlmodel import select
 
 from corrigenda.db import make_engine, transaction
 from corrigenda.keys import find_active_key
-from corrigenda.models import FeedbackEvent, Prediction
+from corrigenda.models import FeedbackEvent, PendingEvent, Prediction
+from corrigenda.processing import mark_pending
 from corrigenda.projects import get_project
 from corrigenda.users import authenticate
 from tests.services import wait_for
@@ -230,10 +231,11 @@ def test_a_restart_processes_events_committed_before_it(tmp_path: Path) -> None:
         session.add(event)
         session.flush()
         event_id = event.id
+        mark_pending(session, event_ids=[event_id])
 
     def processed() -> bool:
         with transaction(engine) as session:
-            return session.get(FeedbackEvent, event_id).processed_at is not None
+            return session.get(PendingEvent, event_id) is None
 
     server = RunningServer(data_dir)
     try:

@@ -27,6 +27,7 @@ from ..models import (
     MetricFact,
     MetricRollup,
     MetricWatermark,
+    PendingEvent,
     Prediction,
     Project,
     utcnow,
@@ -83,17 +84,13 @@ def _scan_events(session: Session, mark: MetricWatermark, batch: int, now: float
     """New events in id order, up to the first one processing has not finished: processing
     may still mark it ignored (rate cap, quarantine), so the watermark waits for it."""
     rows = session.exec(
-        select(
-            FeedbackEvent.id,
-            FeedbackEvent.prediction_id,
-            FeedbackEvent.processed_at,
-            FeedbackEvent.error,
-        )
+        select(FeedbackEvent.id, FeedbackEvent.prediction_id, col(PendingEvent.id).is_(None))
+        .outerjoin(PendingEvent, col(PendingEvent.id) == FeedbackEvent.id)
         .where(col(FeedbackEvent.id) > mark.last_event_id)
         .order_by(col(FeedbackEvent.id))
         .limit(batch)
     ).all()
-    done = list(takewhile(lambda r: r[2] is not None or r[3] is not None, rows))
+    done = list(takewhile(lambda r: r[2], rows))
     late = _in_gaps(session, FeedbackEvent, FeedbackEvent.prediction_id, mark.event_gaps)
     ids = [row[0] for row in done]
     mark.event_gaps = _next_gaps(mark.event_gaps, mark.last_event_id, ids, now)

@@ -5,7 +5,7 @@ from sqlmodel import SQLModel
 from .base import utcnow
 from .cluster import Cluster, ClusterContent, EffectiveOpinion, EndUserStatus
 from .dataset import AuditLog, DatasetVersion, Example
-from .feedback import FeedbackEvent, Prediction
+from .feedback import FeedbackEvent, PendingEvent, Prediction
 from .metrics import MetricAlert, MetricFact, MetricRollup, MetricWatermark
 from .project import ApiKey, Membership, Project, User, default_policy
 from .review import Decision, ReviewClaim, ReviewItem
@@ -28,6 +28,7 @@ __all__ = [
     "MetricFact",
     "MetricRollup",
     "MetricWatermark",
+    "PendingEvent",
     "Prediction",
     "Project",
     "ReviewClaim",

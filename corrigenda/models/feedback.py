@@ -43,18 +43,13 @@ class Prediction(SQLModel, table=True):
 
 class FeedbackEvent(SQLModel, table=True):
     """One thing an end user (or an API caller) said about a prediction. Never updated
-    except for the processing bookkeeping columns (``processed_at``, ``error``)."""
+    except for the processing bookkeeping columns (``error``, ``ignored_reason``); whether
+    it still waits for processing is a ``PendingEvent`` row."""
 
     __tablename__ = "feedback_event"
     __table_args__ = (
         one_of("kind", EVENT_KINDS, "ck_feedback_event_kind"),
         one_of("source", EVENT_SOURCES, "ck_feedback_event_source"),
-        Index(
-            "ix_feedback_event_unprocessed",
-            "id",
-            postgresql_where=Column("processed_at").is_(None),
-            sqlite_where=Column("processed_at").is_(None),
-        ),
         Index("ix_feedback_event_prediction_user", "prediction_id", "end_user"),
     )
 
@@ -77,7 +72,23 @@ class FeedbackEvent(SQLModel, table=True):
     client_time: datetime | None = time_field()
     received_at: datetime = time_field(nullable=False, default_now=True)
     time_to_decision_ms: int | None = None
-    processed_at: datetime | None = time_field()
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     # Why a processed event did not count (e.g. "cap", "quarantined", "superseded").
     ignored_reason: str | None = Field(default=None, max_length=40)
+
+
+class PendingEvent(SQLModel, table=True):
+    """A feedback event not processed yet: the work queue, one narrow row per event.
+
+    Ingestion inserts it with the event, in the same statement or transaction; processing
+    deletes it when it claims the event (a batch that fails rolls back, so the row comes
+    back); setting an event aside deletes it and replay inserts it again. An event is
+    processed iff it has neither a pending row nor an error. Claiming and finishing thus
+    touch this table only, not the wide event row with its four indexes.
+
+    No foreign key (one more check per ingested event): a pending row whose event was
+    deleted (erasure, a deleted project) is an orphan that the claim deletes and skips."""
+
+    __tablename__ = "pending_event"
+
+    id: int = Field(sa_column=Column(BigId, primary_key=True, autoincrement=False))

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 23:51:41.615084
+Create Date: 2026-11-28 02:13:27.543769
 """
 
 from collections.abc import Sequence
@@ -67,6 +67,10 @@ def upgrade() -> None:
     sa.Column('updated_at', corrigenda.models.base.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('name')
+    )
+    op.create_table('pending_event',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=False, nullable=False),
+    sa.PrimaryKeyConstraint('id')
     )
     op.create_table('project',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -332,7 +336,6 @@ def upgrade() -> None:
     sa.Column('client_time', corrigenda.models.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('received_at', corrigenda.models.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('time_to_decision_ms', sa.Integer(), nullable=True),
-    sa.Column('processed_at', corrigenda.models.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('error', sa.Text(), nullable=True),
     sa.Column('ignored_reason', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=True),
     sa.CheckConstraint("kind IN ('view', 'accept', 'reject', 'correct', 'flag')", name='ck_feedback_event_kind'),
@@ -343,7 +346,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('feedback_event', schema=None) as batch_op:
         batch_op.create_index('ix_feedback_event_prediction_user', ['prediction_id', 'end_user'], unique=False)
-        batch_op.create_index('ix_feedback_event_unprocessed', ['id'], unique=False, postgresql_where=sa.text('processed_at IS NULL'), sqlite_where=sa.text('processed_at IS NULL'))
 
     op.create_table('review_item',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -437,7 +439,6 @@ def downgrade() -> None:
 
     op.drop_table('review_item')
     with op.batch_alter_table('feedback_event', schema=None) as batch_op:
-        batch_op.drop_index('ix_feedback_event_unprocessed', postgresql_where=sa.text('processed_at IS NULL'), sqlite_where=sa.text('processed_at IS NULL'))
         batch_op.drop_index('ix_feedback_event_prediction_user')
 
     op.drop_table('feedback_event')
@@ -483,6 +484,7 @@ def downgrade() -> None:
     op.drop_table('api_key')
     op.drop_table('user_account')
     op.drop_table('project')
+    op.drop_table('pending_event')
     op.drop_table('metric_watermark')
     op.drop_table('end_user_status')
     op.drop_table('cluster_content')

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from corrigenda.db import make_engine
-from corrigenda.models import FeedbackEvent
+from corrigenda.models import FeedbackEvent, PendingEvent
 from tests.conftest import make_test_settings
 from tests.factories import setup_project_with_keys
 from tests.services import wait_for
@@ -25,14 +25,7 @@ DEAD_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 
 def _unprocessed(engine) -> int:  # type: ignore[no-untyped-def]
     with Session(engine) as session:
-        query = (
-            select(func.count())
-            .select_from(FeedbackEvent)
-            .where(
-                FeedbackEvent.processed_at.is_(None)  # type: ignore[union-attr]
-            )
-        )
-        return session.exec(query).one()[0]
+        return session.exec(select(func.count()).select_from(PendingEvent)).one()[0]
 
 
 def _processed_in_log(log_path) -> int:  # type: ignore[no-untyped-def]

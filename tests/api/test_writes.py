@@ -3,13 +3,19 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import text
 from sqlmodel import Session, select
 
+from corrigenda.db import transaction
+from corrigenda.ingest import EventToStore, record_feedback
 from corrigenda.models import FeedbackEvent
+from corrigenda.processing import pending_event_ids
+from corrigenda.schemas.ingest import FeedbackEventIn
+from tests.factories import make_prediction, make_project
 
 from .conftest import ORIGIN, count_events, event, log, pk
 
@@ -51,3 +57,26 @@ def test_single_events_keep_their_stored_form(client, keys, engine) -> None:  # 
     assert stored.client_time == datetime(2026, 11, 27, 9, 0, 0, 500000, tzinfo=UTC)
     assert (stored.time_to_decision_ms, stored.source) == (7, "widget")
     assert stored.origin == ORIGIN
+
+
+@pytest.mark.parametrize("size", [1, 3])
+def test_new_events_are_queued_with_the_insert_and_duplicates_are_not(engine, size) -> None:  # type: ignore[no-untyped-def]
+    """Each form of the insert (one event, a batch; per database) writes the pending rows."""
+    with transaction(engine) as session:
+        project = make_project(session)
+        prediction_id = make_prediction(session, project).id
+
+    def store(events: list[FeedbackEventIn]) -> list[int]:
+        with engine.begin() as connection:
+            items = [EventToStore(i, e, prediction_id) for i, e in enumerate(events)]
+            outcome = record_feedback(
+                connection, project=project, events=items, source="api", origin=None
+            )
+        return sorted(outcome.accepted.values())
+
+    events = [FeedbackEventIn(id=uuid.uuid4(), kind="accept") for _ in range(size)]
+    accepted = store(events)
+    assert len(accepted) == size
+    assert store(events) == []  # all duplicates
+    with Session(engine) as session:
+        assert pending_event_ids(session=session, limit=10) == accepted

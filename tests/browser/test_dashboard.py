@@ -77,7 +77,6 @@ def _one(s, project, rng, version, error_rate, stamp, client_id) -> None:  # typ
             kind=kind,
             end_user="u",
             client_time=stamp,
-            processed_at=stamp,
             time_to_decision_ms=rng.randint(800, 9000),
         )
     )

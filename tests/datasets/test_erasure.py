@@ -87,3 +87,22 @@ def test_erasure_end_to_end(app: Flask) -> None:
 
     wait_for(lambda: len(tombstones()) == 2, timeout=30)
     assert tail.status_code == 200
+
+
+def test_erasing_an_end_user_takes_their_pending_events_out_of_the_queue(engine) -> None:  # type: ignore[no-untyped-def]
+    from corrigenda.erasure import erase_end_user
+    from corrigenda.models import PendingEvent, Project
+
+    keys = setup_project_with_keys(engine)
+    with transaction(engine) as session:
+        project = session.get(Project, keys["project_id"])
+        a = make_prediction(session, project, "a", input={"text": TEXT}, output="bug")
+        erased = make_event(session, a, "correct", "billing", end_user="ann").id
+        kept = make_event(session, a, "correct", "billing", end_user="bob").id
+    with transaction(engine) as session:
+        project = session.get(Project, keys["project_id"])
+        erase_end_user(session, project=project, end_user="ann", actor="test")  # type: ignore[arg-type]
+    with transaction(engine) as session:
+        assert session.get(PendingEvent, erased) is None
+        assert pending_event_ids(session=session, limit=10) == [kept]
+        assert process_events(session, event_ids=[erased, kept]).processed == 1

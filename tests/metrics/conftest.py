@@ -59,7 +59,6 @@ def event(
         end_user=user,
         client_time=at(client_seconds) if client_seconds is not None else None,
         time_to_decision_ms=ttd,
-        processed_at=NOON,
     )
     session.add(row)
     session.flush()

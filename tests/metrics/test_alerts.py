@@ -84,7 +84,6 @@ def traffic(engine, webhook: str) -> int:  # type: ignore[no-untyped-def]
                             kind="reject",
                             end_user="u",
                             client_time=stamp,
-                            processed_at=stamp,
                         )
                     )
         return project.id  # type: ignore[return-value]

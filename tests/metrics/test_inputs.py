@@ -45,7 +45,6 @@ def _random_traffic(session: Session, rng: random.Random) -> int:
                     client_time=None if second is None else NOON + timedelta(seconds=second),
                     received_at=NOON + timedelta(seconds=rng.randint(0, 3)),
                     time_to_decision_ms=rng.choice([None, -5, 50, 700, 12_000]),
-                    processed_at=NOON,
                     ignored_reason=rng.choice(IGNORED),
                 )
             )

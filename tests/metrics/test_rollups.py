@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlalchemy import delete, func
+from sqlmodel import Session, col, select
 
 from corrigenda.db import transaction
 from corrigenda.metrics import drain, rebuild_all, update_round
-from corrigenda.models import Example, FeedbackEvent, MetricFact, Prediction, Project
+from corrigenda.models import (
+    Example,
+    FeedbackEvent,
+    MetricFact,
+    PendingEvent,
+    Prediction,
+    Project,
+)
+from corrigenda.processing import mark_pending
 
 from .conftest import build_known_dataset, event, predict, rollup_snapshot, settle
 
@@ -73,13 +81,13 @@ def test_unprocessed_event_holds_the_watermark(engine) -> None:  # type: ignore[
     with transaction(engine) as s:
         p3 = s.exec(select(Prediction).where(Prediction.client_id == "p3")).one()
         pending = event(s, p3, "reject", user="spammer", ttd=10)
-        pending.processed_at = None
-        s.add(pending)
+        mark_pending(s, event_ids=[pending.id])  # type: ignore[list-item]
         pending_id = pending.id
     catch_up(engine)
     with transaction(engine) as s:
+        s.execute(delete(PendingEvent).where(col(PendingEvent.id) == pending_id))
         row = s.get(FeedbackEvent, pending_id)
-        row.processed_at, row.ignored_reason = row.received_at, "quarantined"  # type: ignore[union-attr]
+        row.ignored_reason = "quarantined"  # type: ignore[union-attr]
         s.add(row)
     catch_up(engine)
     # The quarantined reject does not count, and the incremental state equals a rebuild.

@@ -7,10 +7,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from corrigenda.db import transaction
-from corrigenda.models import Example, FeedbackEvent, Prediction, Project, ReviewItem
+from corrigenda.models import Example, FeedbackEvent, PendingEvent, Prediction, Project, ReviewItem
+from corrigenda.processing import mark_pending
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -39,6 +40,7 @@ def make_event(
     )
     session.add(event)
     session.flush()
+    mark_pending(session, event_ids=[event.id])  # type: ignore[list-item]
     return event
 
 
@@ -60,10 +62,8 @@ def snapshot(engine: Engine) -> dict[str, Any]:
                 prediction.client_id
             )
         partition = sorted(sorted(g) for g in groups.values())
-        pending = session.exec(
-            select(FeedbackEvent.id).where(col(FeedbackEvent.processed_at).is_(None))
-        ).all()
-    return {"examples": examples, "items": items, "clusters": partition, "pending": len(pending)}
+        pending = session.exec(select(func.count()).select_from(PendingEvent)).one()
+    return {"examples": examples, "items": items, "clusters": partition, "pending": pending}
 
 
 def set_policy(engine: Engine, project_id: int, **values: Any) -> None:

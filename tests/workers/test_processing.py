@@ -6,9 +6,10 @@ import uuid
 from typing import Any
 
 import pytest
+from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from corrigenda.db import make_engine, transaction
 from corrigenda.examples import upsert_example
@@ -18,6 +19,7 @@ from corrigenda.models import (
     EndUserStatus,
     Example,
     FeedbackEvent,
+    PendingEvent,
     Prediction,
     Project,
     ReviewItem,
@@ -27,6 +29,7 @@ from corrigenda.processing import (
     process_events,
     reaggregate_project,
     replay_events,
+    set_aside,
     set_aside_events,
 )
 from corrigenda.routing import audit_selected
@@ -332,6 +335,36 @@ def test_running_a_batch_twice_changes_nothing(engine: Engine) -> None:
     assert snapshot(engine) == before
 
 
+def test_a_pending_row_whose_event_is_gone_is_claimed_and_dropped(engine: Engine) -> None:
+    """No foreign key: an orphan (its event deleted by hand) must not break a batch."""
+    project_id = setup(engine)
+    pid = add(engine, project_id, "a", LONG)
+    gone = event(engine, pid, "correct", "billing", end_user="ann")
+    kept = event(engine, pid, "correct", "billing", end_user="bob")
+    with transaction(engine) as session:
+        session.execute(delete(FeedbackEvent).where(col(FeedbackEvent.id) == gone))
+    result = run(engine)
+    assert (result.processed, result.set_aside) == (1, 0)
+    with transaction(engine) as session:
+        assert pending_event_ids(session=session, limit=10) == []
+        assert session.get(FeedbackEvent, kept).error is None  # type: ignore[union-attr]
+
+
+def test_setting_aside_takes_the_event_out_of_the_queue_once(engine: Engine) -> None:
+    project_id = setup(engine)
+    pid = add(engine, project_id, "a", LONG)
+    first = event(engine, pid, "correct", "billing", end_user="ann")
+    with transaction(engine) as session:
+        set_aside(session, event_id=first, reason="broken")
+        assert pending_event_ids(session=session, limit=10) == []
+    with transaction(engine) as session:
+        set_aside(session, event_id=first, reason="again")  # no longer pending: unchanged
+        assert session.get(FeedbackEvent, first).error == "broken"  # type: ignore[union-attr]
+        assert replay_events(session, event_ids=[first]) == [first]
+        assert pending_event_ids(session=session, limit=10) == [first]
+    assert run(engine).processed == 1
+
+
 def test_bad_events_are_set_aside_with_a_reason_and_can_be_replayed(engine: Engine) -> None:
     project_id = setup(engine)
     pid = add(engine, project_id, "a", LONG)
@@ -349,6 +382,7 @@ def test_bad_events_are_set_aside_with_a_reason_and_can_be_replayed(engine: Engi
         assert replay_events(session) == [bad]
     assert run(engine).processed == 1
     with Session(engine) as session:
-        assert session.get(FeedbackEvent, good).processed_at is not None  # type: ignore[union-attr]
-        assert session.get(FeedbackEvent, bad).processed_at is not None  # type: ignore[union-attr]
+        # Both processed: no pending row, no error.
+        assert session.exec(select(func.count()).select_from(PendingEvent)).one() == 0
+        assert [session.get(FeedbackEvent, i).error for i in (good, bad)] == [None, None]  # type: ignore[union-attr]
     assert items(engine)[0].reason == "conflict"

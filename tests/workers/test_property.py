@@ -13,7 +13,7 @@ from sqlmodel import select
 
 from corrigenda.db import make_engine, transaction
 from corrigenda.models import FeedbackEvent, Prediction, metadata
-from corrigenda.processing import process_events
+from corrigenda.processing import mark_pending, process_events
 from tests.factories import make_prediction, make_project
 from tests.workers.helpers import LABELS, T0, TEXTS, snapshot, variant
 
@@ -65,6 +65,7 @@ def insert(engine: Engine, events: list[tuple[int, tuple]]) -> list[int]:  # typ
             session.add(event)
             session.flush()
             ids.append(event.id)
+        mark_pending(session, event_ids=ids)
     return ids  # type: ignore[return-value]
 
 

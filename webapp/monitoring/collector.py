@@ -21,6 +21,7 @@ from corrigenda.models import (
     FeedbackEvent,
     MetricAlert,
     MetricWatermark,
+    PendingEvent,
     Project,
     ReviewItem,
 )
@@ -70,8 +71,8 @@ class CorrigendaCollector(Collector):
 
     def _processing(self, session: Session) -> Iterator[GaugeMetricFamily]:
         count, oldest = session.exec(
-            select(func.count(), func.min(FeedbackEvent.received_at)).where(
-                col(FeedbackEvent.processed_at).is_(None), col(FeedbackEvent.error).is_(None)
+            select(func.count(), func.min(FeedbackEvent.received_at)).join(
+                PendingEvent, col(PendingEvent.id) == FeedbackEvent.id
             )
         ).one()
         yield GaugeMetricFamily(
@@ -100,9 +101,7 @@ class CorrigendaCollector(Collector):
             except redis.RedisError:
                 pass  # broker down: the series goes missing, which alerting can see
         else:
-            pending = session.exec(
-                select(func.count()).where(col(FeedbackEvent.processed_at).is_(None))
-            ).one()
+            pending = session.exec(select(func.count()).select_from(PendingEvent)).one()
             gauge.add_metric(["embedded"], pending)
         return gauge
 
