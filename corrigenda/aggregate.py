@@ -176,10 +176,10 @@ def review_priority(
         weights[model_label] = weights.get(model_label, 0.0) + conf
     weights["\x00other"] = weights.get("\x00other", 0.0) + (1.0 - conf)
     total = sum(weights.values()) or 1.0
-    probabilities = {label: w / total for label, w in weights.items()}
-    expected = sum(
-        p * error_cost(policy, None if label == "\x00other" else label, model_label)
-        for label, p in probabilities.items()
-    )
-    uncertainty = 1.0 - max(probabilities.values())
+    expected = top = 0.0  # one pass: this runs once per routed cluster
+    for label, weight in weights.items():
+        p = weight / total
+        top = max(top, p)
+        expected += p * error_cost(policy, None if label == "\x00other" else label, model_label)
+    uncertainty = 1.0 - top
     return round(expected * uncertainty, 6)
