@@ -170,32 +170,30 @@ def _claim(session: Session, event_ids: list[int]) -> list[EventRow]:
     events: list[EventRow] = []
     for part in chunks(sorted(set(event_ids))):
         if dialect(session) == "postgresql":
-            rows = fetch_rows(session, _claim_postgresql(session, part))
+            rows = fetch_rows(session, _CLAIM_POSTGRESQL.bindparams(ids=array_literal(part)))
         else:
             rows = _claim_sqlite(session, part)
         events.extend(EventRow(*row) for row in rows)
     return events
 
 
-def _claim_postgresql(session: Session, ids: list[int]) -> sa.TextClause:
-    """One statement: lock the pending rows not held by another worker, delete them by
-    their tuple ids (a TID scan; ``id IN (subquery)`` made the planner hash-join the whole
-    queue), and read their events."""
-    columns = ", ".join(name for name in EventRow.__slots__)  # type: ignore[attr-defined]
-    return sa.text(
-        f"""
-        WITH claimed AS (
-            DELETE FROM pending_event WHERE ctid = ANY(ARRAY(
-                SELECT ctid FROM pending_event
-                WHERE id IN (SELECT unnest(CAST(:ids AS bigint[])))
-                FOR UPDATE SKIP LOCKED
-            ))
-            RETURNING id
-        )
-        SELECT {columns} FROM feedback_event
-        WHERE id IN (SELECT id FROM claimed) ORDER BY id
-        """
-    ).bindparams(ids=array_literal(ids))
+# One statement: lock the pending rows not held by another worker, delete them by their
+# tuple ids (a TID scan; ``id IN (subquery)`` made the planner hash-join the whole queue),
+# and read their events.
+_CLAIM_POSTGRESQL = sa.text(
+    f"""
+    WITH claimed AS (
+        DELETE FROM pending_event WHERE ctid = ANY(ARRAY(
+            SELECT ctid FROM pending_event
+            WHERE id IN (SELECT unnest(CAST(:ids AS bigint[])))
+            FOR UPDATE SKIP LOCKED
+        ))
+        RETURNING id
+    )
+    SELECT {", ".join(c.name for c in _EVENT_COLUMNS)} FROM feedback_event
+    WHERE id IN (SELECT id FROM claimed) ORDER BY id
+    """
+)
 
 
 def _claim_sqlite(session: Session, ids: list[int]) -> list[Any]:
@@ -228,7 +226,7 @@ def _process_project(
     clusters = _mark_shown_and_audit(predictions, good, float(policy["audit_rate"]))
     # PostgreSQL: writes nothing reads again in the batch, sent while Python works.
     later: list[Write] | None = [] if dialect(session) == "postgresql" else None
-    changed, opinions = _record_opinions(
+    changed, unwritten = _record_opinions(
         session, project, policy, good, predictions, outcome, later
     )
     result.ignored += len(outcome.ignored)
@@ -242,7 +240,7 @@ def _process_project(
         project=project,
         cluster_ids=clusters | changed,
         alongside=later or (),
-        unstored={key: o for key, o in opinions.items() if o.dirty} if later is not None else {},
+        unstored=unwritten,
     )
     result.examples_written += routed.examples_written
     result.review_items += routed.items_created
@@ -440,11 +438,11 @@ def _record_opinions(
     later: list[Write] | None,
 ) -> tuple[set[int], dict[tuple[int, str], dedupe.Opinion]]:
     """Fold opinion events into effective opinions; returns the clusters that changed and
-    the opinions by (prediction, end user).
+    the changed opinions not written yet, by (prediction, end user).
 
     On PostgreSQL (``later`` given) the opinions' upsert and the users' rate windows (see
-    ``apply_caps``) are left in ``later``: routing takes the folded opinions from here, so
-    they are written while it decides. The changed predictions are written while the
+    ``apply_caps``) are left in ``later``: routing takes the changed opinions from here,
+    so they are written while it decides. The changed predictions are written while the
     events are ordered and folded: the reads come first, and nothing reads predictions
     before routing."""
     opinions = [e for e in events if e.kind in OPINION_KINDS]
@@ -468,11 +466,13 @@ def _record_opinions(
             cluster = predictions[event.prediction_id].cluster_id
             if dedupe.fold(existing, event, user, ordering, cluster):
                 changed.add(cluster)  # type: ignore[arg-type]
-    if later is not None:
-        later += dedupe.opinions_write(project.id, existing.values())  # type: ignore[arg-type]
-    elif opinions:
-        dedupe.store_opinions(session, project.id, existing.values())  # type: ignore[arg-type]
-    return changed, existing
+    if later is None:
+        if opinions:
+            dedupe.store_opinions(session, project.id, existing.values())  # type: ignore[arg-type]
+        return changed, {}
+    unwritten = {key: o for key, o in existing.items() if o.dirty}
+    later += dedupe.opinions_write(project.id, unwritten.values())  # type: ignore[arg-type]
+    return changed, unwritten
 
 
 def _prediction_writes(

@@ -292,7 +292,8 @@ def _opinions_and_weights(
     unstored: Mapping[tuple[int, str], Opinion],
 ) -> tuple[dict[int, list[OpinionRow]], dict[str, float]]:
     """The clusters' opinions (``unstored`` ones instead of what is stored for their keys;
-    PostgreSQL only), and each of their users' weight: the reliability, 0 in
+    PostgreSQL only: SQLite reads the standings with the stored rows, so its caller stores
+    first), and each of their users' weight: the reliability, 0 in
     quarantine; users without a standing are absent (weight 1). On SQLite the standings
     come with the opinions (a lookup by a list of every user of a large cluster cost as
     much as reading the opinions there); PostgreSQL looks them up by one array parameter
