@@ -47,7 +47,7 @@ def celery_queue() -> str:
     return f"corrigenda-test-{uuid.uuid4().hex[:10]}"
 
 
-def _empty_postgres(url: str) -> None:
+def empty_postgres(url: str) -> None:
     engine = make_engine(url, pool_size=1)
     names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
     with engine.begin() as connection:
@@ -63,7 +63,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     else:
         url = request.getfixturevalue("postgres_url")
         yield url
-        _empty_postgres(url)
+        empty_postgres(url)
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ def sqlite_url(tmp_path: Path) -> str:
 @pytest.fixture
 def pg_url(postgres_url: str) -> Iterator[str]:
     yield postgres_url
-    _empty_postgres(postgres_url)
+    empty_postgres(postgres_url)
 
 
 def _fresh_sqlite(tmp_path: Path) -> str:
