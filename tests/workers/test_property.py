@@ -6,6 +6,7 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
@@ -79,6 +80,7 @@ def insert(engine: Engine, events: list[tuple[int, tuple]]) -> list[int]:  # typ
     return ids  # type: ignore[return-value]
 
 
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 @settings(
     max_examples=40,
     deadline=None,
@@ -89,28 +91,17 @@ def insert(engine: Engine, events: list[tuple[int, tuple]]) -> list[int]:  # typ
     data=st.data(),
 )
 def test_same_events_in_any_order_batching_and_duplication_give_the_same_outcome(
-    tmp_path_factory, events, data
+    database, request, tmp_path_factory, events, data
 ) -> None:  # type: ignore[no-untyped-def]
+    """The baseline is always SQLite's single batch. PostgreSQL runs its own statements
+    (claim, pipelined upsert, routing on opinions not written yet): cut and shuffled there,
+    the events must still end as on SQLite."""
     directory = tmp_path_factory.mktemp("prop")
-    assert_same_outcome(events, fresh_sqlite(directory, "variant.db"), directory, data)
-
-
-@settings(
-    max_examples=25,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-@given(
-    events=st.lists(event_strategy, min_size=1, max_size=30),
-    data=st.data(),
-)
-def test_on_postgresql_any_order_batching_and_duplication_give_sqlites_outcome(
-    pg_url, tmp_path_factory, events, data
-) -> None:  # type: ignore[no-untyped-def]
-    """PostgreSQL runs its own statements (claim, pipelined upsert, routing on opinions not
-    written yet): cut and shuffled there, the events must still give SQLite's one batch."""
-    directory = tmp_path_factory.mktemp("prop")
-    assert_same_outcome(events, fresh_postgresql(pg_url), directory, data)
+    if database == "postgresql":
+        engine = fresh_postgresql(request.getfixturevalue("pg_url"))
+    else:
+        engine = fresh_sqlite(directory, "variant.db")
+    assert_same_outcome(events, engine, directory, data)
 
 
 def assert_same_outcome(events, engine: Engine, directory: Path, data) -> None:  # type: ignore[no-untyped-def]
