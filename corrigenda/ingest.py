@@ -344,8 +344,9 @@ def _insert_events(
     origin: str | None,
     received: datetime,
 ) -> list[tuple[uuid.UUID, int]]:
-    """One statement, skipping event ids already stored; (event id, row id) of those
-    inserted. Each database and size has the form measured cheapest for it."""
+    """Insert and queue the events, skipping event ids already stored; (event id, row id)
+    of those inserted. One statement on PostgreSQL; on SQLite the queue rows follow in the
+    same transaction. Each database and size has the form measured cheapest for it."""
     postgres = _dialect(session) == "postgresql"
     if postgres and len(events) > 1:
         return _insert_batch_postgresql(session, project, events, source, origin, received)
